@@ -1,0 +1,757 @@
+//! The control loops a real control plane runs: scheduling, ReplicaSets, Deployments (rolling
+//! updates), Endpoints and EndpointSlices from selectors and readiness, garbage collection by
+//! ownerReferences, and events.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+
+use crate::Ctx;
+use crate::admit;
+use crate::resources::{RESOURCES, core, find};
+use crate::selectors::LabelSelector;
+use crate::store::{Store, new_uid, now_rfc3339, ns_name};
+
+fn short_hash(s: &str, n: usize) -> String {
+    use sha2::Digest;
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let d = sha2::Sha256::digest(s.as_bytes());
+    d.iter()
+        .take(n)
+        .map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char)
+        .collect()
+}
+
+/// Records a core/v1 Event about `involved` (`{kind, namespace, name, uid, apiVersion}`).
+pub fn record_event(
+    store: &Store,
+    involved: &Value,
+    ty: &str,
+    reason: &str,
+    message: &str,
+    component: &str,
+) {
+    let ns = involved["namespace"]
+        .as_str()
+        .unwrap_or("default")
+        .to_string();
+    let name = format!(
+        "{}.{}",
+        involved["name"].as_str().unwrap_or("object"),
+        &new_uid().replace('-', "")[..16]
+    );
+    let now = now_rfc3339();
+    let ev = json!({
+        "metadata": {"name": name, "namespace": ns},
+        "involvedObject": involved,
+        "reason": reason, "message": message, "type": ty,
+        "source": {"component": component},
+        "firstTimestamp": now, "lastTimestamp": now, "count": 1,
+        "reportingComponent": component, "reportingInstance": "kubeway-lab",
+    });
+    let _ = store.create(core("events"), ev);
+}
+
+fn involved(obj: &Value) -> Value {
+    json!({
+        "kind": obj["kind"], "apiVersion": obj["apiVersion"],
+        "namespace": obj["metadata"]["namespace"], "name": obj["metadata"]["name"],
+        "uid": obj["metadata"]["uid"], "resourceVersion": obj["metadata"]["resourceVersion"],
+    })
+}
+
+fn owned_by(obj: &Value, uid: &str) -> bool {
+    obj["metadata"]["ownerReferences"]
+        .as_array()
+        .is_some_and(|refs| refs.iter().any(|r| r["uid"] == uid))
+}
+
+fn uid(obj: &Value) -> &str {
+    obj["metadata"]["uid"].as_str().unwrap_or_default()
+}
+
+fn pod_ready(pod: &Value) -> bool {
+    pod["status"]["conditions"].as_array().is_some_and(|cs| {
+        cs.iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+    })
+}
+
+/// Runs every controller once.
+pub fn reconcile(ctx: &Ctx) {
+    schedule(ctx);
+    replicasets(ctx);
+    deployments(ctx);
+    endpoints(ctx);
+    load_balancers(ctx);
+    garbage_collect(&ctx.store);
+}
+
+fn schedule(ctx: &Ctx) {
+    let nodes = ctx.node_names();
+    if nodes.is_empty() {
+        return;
+    }
+    let (pods, _) = ctx.store.list(core("pods"), None);
+    let mut load: HashMap<String, usize> = nodes.iter().map(|n| (n.clone(), 0)).collect();
+    for p in &pods {
+        if let Some(n) = p["spec"]["nodeName"].as_str() {
+            *load.entry(n.to_string()).or_default() += 1;
+        }
+    }
+    for p in pods.iter().filter(|p| {
+        p["spec"]["nodeName"]
+            .as_str()
+            .unwrap_or_default()
+            .is_empty()
+    }) {
+        let Some(node) = nodes
+            .iter()
+            .min_by_key(|n| load.get(*n).copied().unwrap_or(0))
+            .cloned()
+        else {
+            return;
+        };
+        let (ns, name) = ns_name(p);
+        if ctx
+            .store
+            .mutate_retry(core("pods"), &ns, &name, |o| {
+                o["spec"]["nodeName"] = json!(node);
+                let conds = o["status"]["conditions"].as_array().cloned().unwrap_or_default();
+                if !conds.iter().any(|c| c["type"] == "PodScheduled") {
+                    o["status"]["conditions"] = json!([{"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": now_rfc3339()}]);
+                }
+                Ok(())
+            })
+            .is_ok()
+        {
+            *load.entry(node.clone()).or_default() += 1;
+            record_event(
+                &ctx.store,
+                &involved(p),
+                "Normal",
+                "Scheduled",
+                &format!("Successfully assigned {ns}/{name} to {node}"),
+                "default-scheduler",
+            );
+        }
+    }
+}
+
+fn replicasets(ctx: &Ctx) {
+    let rs_res = core("replicasets");
+    let (sets, _) = ctx.store.list(rs_res, None);
+    let (pods, _) = ctx.store.list(core("pods"), None);
+    for rs in sets {
+        let (ns, name) = ns_name(&rs);
+        let rs_uid = uid(&rs).to_string();
+        let selector = LabelSelector::from_object(&rs["spec"]["selector"]);
+        let mut mine: Vec<&Arc<Value>> = pods
+            .iter()
+            .filter(|p| p["metadata"]["namespace"] == ns.as_str() && owned_by(p, &rs_uid))
+            .collect();
+        let want = rs["spec"]["replicas"].as_i64().unwrap_or(1).max(0) as usize;
+        if mine.len() < want {
+            for _ in mine.len()..want {
+                let t = &rs["spec"]["template"];
+                let mut pod = json!({
+                    "apiVersion": "v1", "kind": "Pod",
+                    "metadata": {
+                        "generateName": format!("{name}-"), "namespace": ns,
+                        "name": format!("{name}-{}", admit::random_suffix(5)),
+                        "labels": t["metadata"]["labels"], "annotations": t["metadata"]["annotations"],
+                        "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": name, "uid": rs_uid, "controller": true, "blockOwnerDeletion": true}],
+                    },
+                    "spec": t["spec"],
+                });
+                if pod["metadata"]["annotations"].is_null() {
+                    if let Some(m) = pod["metadata"].as_object_mut() {
+                        m.remove("annotations");
+                    }
+                }
+                if admit::admit_create(ctx, core("pods"), &mut pod).is_ok()
+                    && let Ok(created) = ctx.store.create(core("pods"), pod)
+                {
+                    record_event(
+                        &ctx.store,
+                        &involved(&rs),
+                        "Normal",
+                        "SuccessfulCreate",
+                        &format!(
+                            "Created pod: {}",
+                            created["metadata"]["name"].as_str().unwrap_or_default()
+                        ),
+                        "replicaset-controller",
+                    );
+                }
+            }
+        } else if mine.len() > want {
+            // Delete unscheduled, then not ready, then newest first.
+            mine.sort_by_key(|p| {
+                (
+                    !p["spec"]["nodeName"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .is_empty(),
+                    pod_ready(p),
+                    std::cmp::Reverse(
+                        p["metadata"]["creationTimestamp"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_string(),
+                    ),
+                )
+            });
+            for p in mine.iter().take(mine.len() - want) {
+                let (pns, pname) = ns_name(p);
+                if ctx.store.delete(core("pods"), &pns, &pname).is_ok() {
+                    record_event(
+                        &ctx.store,
+                        &involved(&rs),
+                        "Normal",
+                        "SuccessfulDelete",
+                        &format!("Deleted pod: {pname}"),
+                        "replicaset-controller",
+                    );
+                }
+            }
+        }
+        let (pods_now, _) = ctx.store.list(core("pods"), Some(&ns));
+        let mine: Vec<_> = pods_now.iter().filter(|p| owned_by(p, &rs_uid)).collect();
+        let ready = mine.iter().filter(|p| pod_ready(p)).count() as i64;
+        let labeled = mine
+            .iter()
+            .filter(|p| selector.matches(&p["metadata"]["labels"]))
+            .count() as i64;
+        let status = json!({
+            "replicas": mine.len() as i64, "fullyLabeledReplicas": labeled,
+            "readyReplicas": ready, "availableReplicas": ready,
+            "observedGeneration": rs["metadata"]["generation"],
+        });
+        if rs["status"] != status {
+            let _ = ctx.store.mutate_retry(rs_res, &ns, &name, |o| {
+                o["status"] = status.clone();
+                Ok(())
+            });
+        }
+    }
+}
+
+fn percent(v: &Value, of: i64, round_up: bool) -> i64 {
+    match v {
+        Value::Number(n) => n.as_i64().unwrap_or(0),
+        Value::String(s) => {
+            let p: f64 = s.trim_end_matches('%').parse().unwrap_or(25.0);
+            let x = p * of as f64 / 100.0;
+            if round_up {
+                x.ceil() as i64
+            } else {
+                x.floor() as i64
+            }
+        }
+        _ => {
+            let x = 0.25 * of as f64;
+            if round_up {
+                x.ceil() as i64
+            } else {
+                x.floor() as i64
+            }
+        }
+    }
+}
+
+fn deployments(ctx: &Ctx) {
+    let d_res = core("deployments");
+    let rs_res = core("replicasets");
+    let (deps, _) = ctx.store.list(d_res, None);
+    let (sets, _) = ctx.store.list(rs_res, None);
+    for d in deps {
+        let (ns, name) = ns_name(&d);
+        let d_uid = uid(&d).to_string();
+        let desired = d["spec"]["replicas"].as_i64().unwrap_or(1).max(0);
+        let hash = short_hash(&d["spec"]["template"].to_string(), 10);
+        let mut owned: Vec<Arc<Value>> = sets
+            .iter()
+            .filter(|r| r["metadata"]["namespace"] == ns.as_str() && owned_by(r, &d_uid))
+            .cloned()
+            .collect();
+        let revision = |r: &Value| {
+            r["metadata"]["annotations"]["deployment.kubernetes.io/revision"]
+                .as_str()
+                .and_then(|s| s.parse::<i64>().ok())
+                .unwrap_or(0)
+        };
+        let max_rev = owned.iter().map(|r| revision(r)).max().unwrap_or(0);
+        let new_rs = owned
+            .iter()
+            .find(|r| r["metadata"]["labels"]["pod-template-hash"] == hash.as_str())
+            .cloned();
+        let old: Vec<Arc<Value>> = owned
+            .iter()
+            .filter(|r| r["metadata"]["labels"]["pod-template-hash"] != hash.as_str())
+            .cloned()
+            .collect();
+        let old_total: i64 = old
+            .iter()
+            .map(|r| r["spec"]["replicas"].as_i64().unwrap_or(0))
+            .sum();
+        let strategy = &d["spec"]["strategy"];
+        let recreate = strategy["type"] == "Recreate";
+        let mut surge = percent(&strategy["rollingUpdate"]["maxSurge"], desired, true);
+        let unavailable = percent(&strategy["rollingUpdate"]["maxUnavailable"], desired, false);
+        if surge == 0 && unavailable == 0 {
+            surge = 1;
+        }
+        let new_rs = match new_rs {
+            Some(r) => r,
+            None => {
+                let rs_name = format!("{name}-{hash}");
+                let mut labels = d["spec"]["template"]["metadata"]["labels"].clone();
+                labels["pod-template-hash"] = json!(hash);
+                let mut selector = d["spec"]["selector"].clone();
+                selector["matchLabels"]["pod-template-hash"] = json!(hash);
+                let mut template = d["spec"]["template"].clone();
+                template["metadata"]["labels"] = labels.clone();
+                let initial = if old_total == 0 {
+                    desired
+                } else if recreate {
+                    0
+                } else {
+                    (desired + surge - old_total).clamp(0, desired)
+                };
+                let mut rs = json!({
+                    "apiVersion": "apps/v1", "kind": "ReplicaSet",
+                    "metadata": {
+                        "name": rs_name, "namespace": ns, "labels": labels,
+                        "annotations": {"deployment.kubernetes.io/revision": (max_rev + 1).to_string(),
+                                        "deployment.kubernetes.io/desired-replicas": desired.to_string(),
+                                        "deployment.kubernetes.io/max-replicas": (desired + surge).to_string()},
+                        "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": name, "uid": d_uid, "controller": true, "blockOwnerDeletion": true}],
+                    },
+                    "spec": {"replicas": initial, "selector": selector, "template": template, "minReadySeconds": d["spec"]["minReadySeconds"].as_i64().unwrap_or(0)},
+                });
+                if admit::admit_create(ctx, rs_res, &mut rs).is_err() {
+                    continue;
+                }
+                match ctx.store.create(rs_res, rs) {
+                    Ok(r) => {
+                        record_event(
+                            &ctx.store,
+                            &involved(&d),
+                            "Normal",
+                            "ScalingReplicaSet",
+                            &format!("Scaled up replica set {}-{hash} from 0 to {initial}", name),
+                            "deployment-controller",
+                        );
+                        owned.push(r.clone());
+                        r
+                    }
+                    Err(_) => continue,
+                }
+            }
+        };
+        let set_replicas = |r: &Value, n: i64| {
+            let (rns, rname) = ns_name(r);
+            let from = r["spec"]["replicas"].as_i64().unwrap_or(0);
+            if from == n {
+                return;
+            }
+            let _ = ctx.store.mutate_retry(rs_res, &rns, &rname, |o| {
+                o["spec"]["replicas"] = json!(n);
+                Ok(())
+            });
+            let verb = if n > from { "up" } else { "down" };
+            record_event(
+                &ctx.store,
+                &involved(&d),
+                "Normal",
+                "ScalingReplicaSet",
+                &format!("Scaled {verb} replica set {rname} from {from} to {n}"),
+                "deployment-controller",
+            );
+        };
+        // Keep the revision of the current ReplicaSet on the Deployment.
+        let new_rev = revision(&new_rs).max(max_rev.max(1));
+        let new_replicas = new_rs["spec"]["replicas"].as_i64().unwrap_or(0);
+        let new_available = new_rs["status"]["availableReplicas"].as_i64().unwrap_or(0);
+        if old_total == 0 {
+            set_replicas(&new_rs, desired);
+        } else if recreate {
+            for r in &old {
+                set_replicas(r, 0);
+            }
+        } else {
+            let target = (desired + surge - old_total).clamp(new_replicas, desired);
+            set_replicas(&new_rs, target);
+            let all_pods: i64 = owned
+                .iter()
+                .map(|r| r["status"]["replicas"].as_i64().unwrap_or(0))
+                .sum();
+            let min_available = desired - unavailable;
+            let new_unavailable = (new_replicas - new_available).max(0);
+            let mut can_remove = (all_pods - min_available - new_unavailable).max(0);
+            let mut olds = old.clone();
+            olds.sort_by_key(|r| revision(r));
+            for r in &olds {
+                if can_remove == 0 {
+                    break;
+                }
+                let have = r["spec"]["replicas"].as_i64().unwrap_or(0);
+                let cut = have.min(can_remove);
+                if cut > 0 {
+                    set_replicas(r, have - cut);
+                    can_remove -= cut;
+                }
+            }
+        }
+        if recreate && old_total == 0 {
+            set_replicas(&new_rs, desired);
+        }
+        // Status from the ReplicaSets as they are now.
+        let (sets_now, _) = ctx.store.list(rs_res, Some(&ns));
+        let mine: Vec<_> = sets_now.iter().filter(|r| owned_by(r, &d_uid)).collect();
+        let sum = |k: &str| -> i64 {
+            mine.iter()
+                .map(|r| r["status"][k].as_i64().unwrap_or(0))
+                .sum()
+        };
+        let updated = mine
+            .iter()
+            .find(|r| r["metadata"]["labels"]["pod-template-hash"] == hash.as_str())
+            .map(|r| r["status"]["replicas"].as_i64().unwrap_or(0))
+            .unwrap_or(0);
+        let (replicas, ready, available) = (
+            sum("replicas"),
+            sum("readyReplicas"),
+            sum("availableReplicas"),
+        );
+        let complete = updated == desired && replicas == desired && available == desired;
+        let now = now_rfc3339();
+        let mut status = json!({
+            "observedGeneration": d["metadata"]["generation"],
+            "replicas": replicas, "updatedReplicas": updated, "readyReplicas": ready,
+            "availableReplicas": available, "unavailableReplicas": (desired - available).max(0),
+            "conditions": [
+                {"type": "Available", "status": if available >= desired - unavailable { "True" } else { "False" },
+                 "reason": if available >= desired - unavailable { "MinimumReplicasAvailable" } else { "MinimumReplicasUnavailable" },
+                 "message": if available >= desired - unavailable { "Deployment has minimum availability." } else { "Deployment does not have minimum availability." },
+                 "lastUpdateTime": now, "lastTransitionTime": now},
+                {"type": "Progressing", "status": "True",
+                 "reason": if complete { "NewReplicaSetAvailable" } else { "ReplicaSetUpdated" },
+                 "message": if complete { format!("ReplicaSet \"{name}-{hash}\" has successfully progressed.") } else { format!("ReplicaSet \"{name}-{hash}\" is progressing.") },
+                 "lastUpdateTime": now, "lastTransitionTime": now},
+            ],
+        });
+        for k in [
+            "readyReplicas",
+            "availableReplicas",
+            "unavailableReplicas",
+            "updatedReplicas",
+            "replicas",
+        ] {
+            if status[k] == 0 {
+                if let Some(m) = status.as_object_mut() {
+                    m.remove(k);
+                }
+            }
+        }
+        // Only rewrite conditions when something besides their timestamps changed.
+        let strip = |v: &Value| {
+            let mut v = v.clone();
+            for c in v["conditions"].as_array_mut().into_iter().flatten() {
+                if let Some(m) = c.as_object_mut() {
+                    m.remove("lastUpdateTime");
+                    m.remove("lastTransitionTime");
+                }
+            }
+            v
+        };
+        let rev_annotation = d["metadata"]["annotations"]["deployment.kubernetes.io/revision"]
+            .as_str()
+            .map(str::to_string);
+        if strip(&d["status"]) != strip(&status) || rev_annotation != Some(new_rev.to_string()) {
+            let _ = ctx.store.mutate_retry(d_res, &ns, &name, |o| {
+                if !o["metadata"]["annotations"].is_object() {
+                    o["metadata"]["annotations"] = json!({});
+                }
+                o["metadata"]["annotations"]["deployment.kubernetes.io/revision"] =
+                    json!(new_rev.to_string());
+                if strip(&o["status"]) != strip(&status) {
+                    o["status"] = status.clone();
+                }
+                Ok(())
+            });
+        }
+    }
+}
+
+/// Resolves a Service port's targetPort on one pod: a number, or a named container port.
+pub fn resolve_target_port(pod: &Value, target: &Value) -> Option<u16> {
+    match target {
+        Value::Number(n) => n.as_u64().and_then(|n| u16::try_from(n).ok()),
+        Value::String(s) => s.parse().ok().or_else(|| {
+            pod["spec"]["containers"]
+                .as_array()?
+                .iter()
+                .flat_map(|c| c["ports"].as_array().cloned().unwrap_or_default())
+                .find(|p| p["name"] == s.as_str())?["containerPort"]
+                .as_u64()
+                .and_then(|n| u16::try_from(n).ok())
+        }),
+        _ => None,
+    }
+}
+
+const MANAGED_BY: &str = "endpointslice-controller.k8s.io";
+
+fn endpoints(ctx: &Ctx) {
+    let svc_res = core("services");
+    let (services, _) = ctx.store.list(svc_res, None);
+    let (pods, _) = ctx.store.list(core("pods"), None);
+    let slice_res = core("endpointslices");
+    let ep_res = core("endpoints");
+    let (slices, _) = ctx.store.list(slice_res, None);
+    let (eps, _) = ctx.store.list(ep_res, None);
+    let mut wanted_slices: HashSet<(String, String)> = HashSet::new();
+    let mut managed_services: HashSet<(String, String)> = HashSet::new();
+    for svc in &services {
+        let (ns, name) = ns_name(svc);
+        let sel = &svc["spec"]["selector"];
+        if sel.as_object().is_none_or(|m| m.is_empty()) || svc["spec"]["type"] == "ExternalName" {
+            continue;
+        }
+        managed_services.insert((ns.clone(), name.clone()));
+        let selector = LabelSelector::from_match_labels(sel);
+        let mut members: Vec<&Arc<Value>> = pods
+            .iter()
+            .filter(|p| p["metadata"]["namespace"] == ns.as_str())
+            .filter(|p| selector.matches(&p["metadata"]["labels"]))
+            .filter(|p| {
+                p["status"]["podIP"]
+                    .as_str()
+                    .is_some_and(|ip| !ip.is_empty())
+            })
+            .collect();
+        members.sort_by_key(|p| {
+            p["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        });
+        let svc_ports = svc["spec"]["ports"].as_array().cloned().unwrap_or_default();
+        // Group pods by their resolved port set (a named targetPort may differ between pods).
+        let mut groups: BTreeMap<String, (Vec<Value>, Vec<&Arc<Value>>)> = BTreeMap::new();
+        for p in &members {
+            let ports: Vec<Value> = svc_ports
+                .iter()
+                .filter_map(|sp| {
+                    resolve_target_port(p, &sp["targetPort"]).map(|tp| {
+                        json!({"name": sp["name"].as_str().unwrap_or(""), "port": tp, "protocol": sp["protocol"].as_str().unwrap_or("TCP")})
+                    })
+                })
+                .collect();
+            let key = serde_json::to_string(&ports).unwrap_or_default();
+            groups
+                .entry(key)
+                .or_insert_with(|| (ports, Vec::new()))
+                .1
+                .push(p);
+        }
+        if groups.is_empty() {
+            groups.insert(String::new(), (Vec::new(), Vec::new()));
+        }
+        let owner = json!([{"apiVersion": "v1", "kind": "Service", "name": name, "uid": uid(svc), "controller": true, "blockOwnerDeletion": true}]);
+        let mut subsets = Vec::new();
+        for (key, (ports, group)) in &groups {
+            let slice_name = format!("{name}-{}", short_hash(&format!("{}{key}", uid(svc)), 5));
+            wanted_slices.insert((ns.clone(), slice_name.clone()));
+            let endpoints: Vec<Value> = group
+                .iter()
+                .map(|p| {
+                    let ready = pod_ready(p);
+                    json!({
+                        "addresses": [p["status"]["podIP"]],
+                        "conditions": {"ready": ready, "serving": ready, "terminating": false},
+                        "nodeName": p["spec"]["nodeName"],
+                        "targetRef": {"kind": "Pod", "namespace": ns, "name": p["metadata"]["name"], "uid": p["metadata"]["uid"]},
+                    })
+                })
+                .collect();
+            let desired = json!({
+                "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                "metadata": {"name": slice_name, "namespace": ns, "generateName": format!("{name}-"),
+                    "labels": {"kubernetes.io/service-name": name, "endpointslice.kubernetes.io/managed-by": MANAGED_BY},
+                    "ownerReferences": owner},
+                "addressType": "IPv4",
+                "endpoints": if endpoints.is_empty() { Value::Null } else { json!(endpoints) },
+                "ports": if ports.is_empty() { Value::Null } else { json!(ports) },
+            });
+            match ctx.store.get(slice_res, &ns, &slice_name) {
+                None => {
+                    let _ = ctx.store.create(slice_res, desired);
+                }
+                Some(have) => {
+                    if have["endpoints"] != desired["endpoints"]
+                        || have["ports"] != desired["ports"]
+                    {
+                        let _ = ctx.store.mutate_retry(slice_res, &ns, &slice_name, |o| {
+                            o["endpoints"] = desired["endpoints"].clone();
+                            o["ports"] = desired["ports"].clone();
+                            Ok(())
+                        });
+                    }
+                }
+            }
+            if !group.is_empty() {
+                let (ready, not_ready): (Vec<_>, Vec<_>) = group.iter().partition(|p| pod_ready(p));
+                let addr = |p: &&&Arc<Value>| json!({"ip": p["status"]["podIP"], "nodeName": p["spec"]["nodeName"], "targetRef": {"kind": "Pod", "namespace": ns, "name": p["metadata"]["name"], "uid": p["metadata"]["uid"]}});
+                let mut subset = json!({"ports": ports});
+                if !ready.is_empty() {
+                    subset["addresses"] = json!(ready.iter().map(addr).collect::<Vec<_>>());
+                }
+                if !not_ready.is_empty() {
+                    subset["notReadyAddresses"] =
+                        json!(not_ready.iter().map(addr).collect::<Vec<_>>());
+                }
+                subsets.push(subset);
+            }
+        }
+        let desired_ep = json!({"apiVersion": "v1", "kind": "Endpoints", "metadata": {"name": name, "namespace": ns}, "subsets": if subsets.is_empty() { Value::Null } else { json!(subsets) }});
+        match ctx.store.get(ep_res, &ns, &name) {
+            None => {
+                let _ = ctx.store.create(ep_res, desired_ep);
+            }
+            Some(have) if have["subsets"] != desired_ep["subsets"] => {
+                let _ = ctx.store.mutate_retry(ep_res, &ns, &name, |o| {
+                    o["subsets"] = desired_ep["subsets"].clone();
+                    Ok(())
+                });
+            }
+            Some(_) => {}
+        }
+    }
+    for s in &slices {
+        let (ns, name) = ns_name(s);
+        if s["metadata"]["labels"]["endpointslice.kubernetes.io/managed-by"] == MANAGED_BY
+            && !wanted_slices.contains(&(ns.clone(), name.clone()))
+        {
+            let _ = ctx.store.delete(slice_res, &ns, &name);
+        }
+    }
+    let service_names: HashSet<(String, String)> = services.iter().map(|s| ns_name(s)).collect();
+    for e in &eps {
+        let key = ns_name(e);
+        if !service_names.contains(&key) {
+            let _ = ctx.store.delete(ep_res, &key.0, &key.1);
+        }
+    }
+    let _ = managed_services;
+}
+
+fn load_balancers(ctx: &Ctx) {
+    let Some(lb_ip) = ctx.service_lb_address() else {
+        return;
+    };
+    let svc_res = core("services");
+    let (services, _) = ctx.store.list(svc_res, None);
+    for svc in services
+        .iter()
+        .filter(|s| s["spec"]["type"] == "LoadBalancer")
+    {
+        let want = json!({"ingress": [{"ip": lb_ip, "ipMode": "VIP"}]});
+        if svc["status"]["loadBalancer"] != want {
+            let (ns, name) = ns_name(svc);
+            let _ = ctx.store.mutate_retry(svc_res, &ns, &name, |o| {
+                o["status"]["loadBalancer"] = want.clone();
+                Ok(())
+            });
+        }
+    }
+}
+
+/// Deletes objects all of whose owners are gone (background propagation).
+pub fn garbage_collect(store: &Store) {
+    let mut uids = HashSet::new();
+    let mut all = Vec::new();
+    for r in RESOURCES
+        .iter()
+        .filter(|r| r.kind != "SelfSubjectAccessReview")
+    {
+        let (items, _) = store.list(r, None);
+        for o in items {
+            uids.insert(uid(&o).to_string());
+            all.push((r, o));
+        }
+    }
+    for (r, o) in all {
+        let Some(refs) = o["metadata"]["ownerReferences"].as_array() else {
+            continue;
+        };
+        if refs.is_empty() {
+            continue;
+        }
+        if refs
+            .iter()
+            .all(|x| !uids.contains(x["uid"].as_str().unwrap_or_default()))
+        {
+            let (ns, name) = ns_name(&o);
+            let _ = store.delete(r, &ns, &name);
+        }
+    }
+}
+
+/// `propagationPolicy: Orphan`: dependents lose their ownerReference instead of being deleted.
+pub fn orphan_dependents(store: &Store, owner_uid: &str) {
+    for r in RESOURCES
+        .iter()
+        .filter(|r| r.kind != "SelfSubjectAccessReview")
+    {
+        let (items, _) = store.list(r, None);
+        for o in items.iter().filter(|o| owned_by(o, owner_uid)) {
+            let (ns, name) = ns_name(o);
+            let _ = store.mutate_retry(r, &ns, &name, |x| {
+                if let Some(refs) = x["metadata"]["ownerReferences"].as_array_mut() {
+                    refs.retain(|rf| rf["uid"] != owner_uid);
+                }
+                Ok(())
+            });
+        }
+    }
+}
+
+/// Deletes everything in a deleted namespace.
+pub fn delete_namespace_contents(store: &Store, ns: &str) {
+    for r in RESOURCES.iter().filter(|r| r.namespaced) {
+        let (items, _) = store.list(r, Some(ns));
+        for o in items {
+            let (ons, name) = ns_name(&o);
+            let _ = store.delete(r, &ons, &name);
+        }
+    }
+    let _ = find;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn named_target_ports_resolve_per_pod() {
+        let pod =
+            json!({"spec": {"containers": [{"ports": [{"name": "http", "containerPort": 8080}]}]}});
+        assert_eq!(resolve_target_port(&pod, &json!("http")), Some(8080));
+        assert_eq!(resolve_target_port(&pod, &json!(9000)), Some(9000));
+        assert_eq!(resolve_target_port(&pod, &json!("metrics")), None);
+        assert_eq!(resolve_target_port(&pod, &json!("8081")), Some(8081));
+    }
+
+    #[test]
+    fn surge_and_unavailable_round_like_kubernetes() {
+        assert_eq!(percent(&json!("25%"), 2, true), 1);
+        assert_eq!(percent(&json!("25%"), 2, false), 0);
+        assert_eq!(percent(&json!(3), 10, true), 3);
+        assert_eq!(short_hash("x", 10).len(), 10);
+        assert_eq!(short_hash("x", 10), short_hash("x", 10));
+    }
+}

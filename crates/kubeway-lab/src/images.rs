@@ -1,0 +1,568 @@
+//! The lab's built-in container images: real local servers (HTTP, TCP echo, byte source/sink)
+//! with switches, set from the manifest's `args`, for the classic failures.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use sha2::Digest;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+
+/// The images the lab can run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Image {
+    /// HTTP server answering with its pod name and request details.
+    Http,
+    /// TCP echo with half-close.
+    Echo,
+    /// Byte source and sink for throughput (`source N`, `sink`).
+    Blob,
+}
+
+/// Names of the built-in images, for messages.
+pub const IMAGE_NAMES: &[&str] = &[
+    "kubeway.local/http",
+    "kubeway.local/echo",
+    "kubeway.local/blob",
+];
+
+impl Image {
+    /// Recognises `kubeway.local/http[:tag]` and friends.
+    pub fn from_ref(image: &str) -> Option<Self> {
+        let repo = image.split('@').next().unwrap_or(image);
+        let repo = match repo.rsplit_once(':') {
+            Some((r, tag)) if !tag.contains('/') => r,
+            _ => repo,
+        };
+        match repo {
+            "kubeway.local/http" => Some(Self::Http),
+            "kubeway.local/echo" => Some(Self::Echo),
+            "kubeway.local/blob" => Some(Self::Blob),
+            _ => None,
+        }
+    }
+
+    /// The port the server uses when the manifest names none.
+    pub fn default_port(self) -> u16 {
+        match self {
+            Self::Http => 8080,
+            Self::Echo => 9000,
+            Self::Blob => 9001,
+        }
+    }
+}
+
+/// Where a container's servers listen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listen {
+    /// Pod address and the pod's localhost (like `0.0.0.0` in a container).
+    All,
+    /// Only the pod address: port-forward (which dials localhost) fails.
+    PodIp,
+    /// Only the pod's localhost: Services and NodePorts fail, port-forward works.
+    Localhost,
+}
+
+/// A container's switches, parsed from `args` (`--name=value`).
+#[derive(Debug, Clone)]
+pub struct Switches {
+    /// Where to listen.
+    pub listen: Listen,
+    /// Extra port to serve besides the manifest's container ports.
+    pub port: Option<u16>,
+    /// `/healthz` answers 503 until this much time has passed (None = ready at once).
+    pub ready_after: Option<Duration>,
+    /// `/healthz` never answers 200.
+    pub never_ready: bool,
+    /// The container exits after running this long.
+    pub crash_after: Option<Duration>,
+    /// Exit code when it crashes.
+    pub exit_code: i32,
+    /// Every Nth connection is reset on accept.
+    pub reset_every: Option<u64>,
+    /// Delay before every response.
+    pub delay: Duration,
+}
+
+impl Default for Switches {
+    fn default() -> Self {
+        Self {
+            listen: Listen::All,
+            port: None,
+            ready_after: None,
+            never_ready: false,
+            crash_after: None,
+            exit_code: 1,
+            reset_every: None,
+            delay: Duration::ZERO,
+        }
+    }
+}
+
+/// Parses `250ms`, `2s`, `1m` or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    if let Some(ms) = s.strip_suffix("ms") {
+        return ms.parse().ok().map(Duration::from_millis);
+    }
+    if let Some(sec) = s.strip_suffix('s') {
+        return sec.parse::<f64>().ok().map(Duration::from_secs_f64);
+    }
+    if let Some(m) = s.strip_suffix('m') {
+        return m
+            .parse::<f64>()
+            .ok()
+            .map(|m| Duration::from_secs_f64(m * 60.0));
+    }
+    s.parse::<f64>().ok().map(Duration::from_secs_f64)
+}
+
+impl Switches {
+    /// Parses container args; unknown args are an error naming the known ones.
+    pub fn parse(args: &[String]) -> Result<Self, String> {
+        let mut s = Self::default();
+        for a in args {
+            let (k, v) = a.split_once('=').unwrap_or((a.as_str(), ""));
+            let bad = || format!("invalid value {v:?} for {k}");
+            match k {
+                "--listen" => {
+                    s.listen = match v {
+                        "all" | "0.0.0.0" => Listen::All,
+                        "pod-ip" => Listen::PodIp,
+                        "localhost" | "127.0.0.1" => Listen::Localhost,
+                        _ => return Err(format!("{}; use all, pod-ip or localhost", bad())),
+                    }
+                }
+                "--port" => s.port = Some(v.parse().map_err(|_| bad())?),
+                "--ready-after" if v == "never" => s.never_ready = true,
+                "--ready-after" => s.ready_after = Some(parse_duration(v).ok_or_else(bad)?),
+                "--crash-after" => s.crash_after = Some(parse_duration(v).ok_or_else(bad)?),
+                "--exit-code" => s.exit_code = v.parse().map_err(|_| bad())?,
+                "--reset-every" => {
+                    s.reset_every = Some(v.parse().map_err(|_| bad())?).filter(|n| *n > 0)
+                }
+                "--delay" => s.delay = parse_duration(v).ok_or_else(bad)?,
+                _ => {
+                    return Err(format!(
+                        "unknown argument {a:?}; the lab's images accept --listen, --port, --ready-after, --crash-after, --exit-code, --reset-every, --delay"
+                    ));
+                }
+            }
+        }
+        Ok(s)
+    }
+}
+
+/// Who a server is, for its answers.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    /// Pod name.
+    pub pod: String,
+    /// Namespace.
+    pub namespace: String,
+    /// Pod IP.
+    pub pod_ip: IpAddr,
+    /// Node name.
+    pub node: String,
+    /// Container name.
+    pub container: String,
+}
+
+/// A running container: its servers stop when it is dropped or stopped.
+pub struct Running {
+    cancel: CancellationToken,
+    started: Instant,
+    /// (address, container port) → actually bound port (differs when a privileged port was remapped).
+    pub bound: Vec<(IpAddr, u16, u16)>,
+}
+
+impl Running {
+    /// Stops accepting; open connections end with the container.
+    pub fn stop(&self) {
+        self.cancel.cancel();
+    }
+
+    /// Time since start.
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+async fn bind(ip: IpAddr, port: u16) -> std::io::Result<(TcpListener, u16)> {
+    match TcpListener::bind(SocketAddr::new(ip, port)).await {
+        Ok(l) => {
+            let actual = l.local_addr()?.port();
+            Ok((l, actual))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            // Unprivileged lab: serve a privileged container port on a free port, remembered in `bound`.
+            let l = TcpListener::bind(SocketAddr::new(ip, 0)).await?;
+            let p = l.local_addr()?.port();
+            Ok((l, p))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Starts a container's servers on `addrs` × `ports`.
+pub async fn start(
+    image: Image,
+    sw: &Switches,
+    id: Identity,
+    addrs: &[IpAddr],
+    ports: &[u16],
+) -> std::io::Result<Running> {
+    let cancel = CancellationToken::new();
+    let started = Instant::now();
+    let mut bound = Vec::new();
+    let shared = Arc::new(Shared {
+        id,
+        sw: sw.clone(),
+        started,
+        accepted: AtomicU64::new(0),
+    });
+    for &ip in addrs {
+        for &port in ports {
+            let (listener, actual) = bind(ip, port).await?;
+            bound.push((ip, port, actual));
+            let cancel = cancel.clone();
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                loop {
+                    let conn = tokio::select! {
+                        c = listener.accept() => c,
+                        _ = cancel.cancelled() => break,
+                    };
+                    let Ok((tcp, _)) = conn else { continue };
+                    let _ = tcp.set_nodelay(true);
+                    let n = shared.accepted.fetch_add(1, Ordering::Relaxed) + 1;
+                    if shared.sw.reset_every.is_some_and(|every| n % every == 0) {
+                        reset(tcp);
+                        continue;
+                    }
+                    let shared = shared.clone();
+                    let cancel = cancel.clone();
+                    tokio::spawn(async move {
+                        tokio::select! {
+                            _ = serve(image, shared, tcp) => {}
+                            _ = cancel.cancelled() => {}
+                        }
+                    });
+                }
+            });
+        }
+    }
+    Ok(Running {
+        cancel,
+        started,
+        bound,
+    })
+}
+
+struct Shared {
+    id: Identity,
+    sw: Switches,
+    started: Instant,
+    accepted: AtomicU64,
+}
+
+/// Closes a connection with RST instead of FIN.
+pub fn reset(tcp: TcpStream) {
+    let sock = socket2::SockRef::from(&tcp);
+    let _ = sock.set_linger(Some(Duration::ZERO));
+    drop(tcp);
+}
+
+async fn serve(image: Image, shared: Arc<Shared>, tcp: TcpStream) {
+    match image {
+        Image::Http => serve_http(shared, tcp).await,
+        Image::Echo => serve_echo(shared, tcp).await,
+        Image::Blob => serve_blob(tcp).await,
+    }
+}
+
+type HttpBody = http_body_util::combinators::BoxBody<Bytes, hyper::Error>;
+
+fn text(code: u16, body: String) -> Response<HttpBody> {
+    let mut r = Response::new(Full::new(Bytes::from(body)).map_err(|n| match n {}).boxed());
+    *r.status_mut() = hyper::StatusCode::from_u16(code).unwrap_or(hyper::StatusCode::OK);
+    r
+}
+
+async fn serve_http(shared: Arc<Shared>, tcp: TcpStream) {
+    // A clone of the socket lets `/reset` end the connection with RST.
+    let std = match tcp.into_std() {
+        Ok(s) => s,
+        Err(_) => return,
+    };
+    let keep = socket2::Socket::from(std);
+    let Ok(clone) = keep.try_clone() else { return };
+    let Ok(tcp) = TcpStream::from_std(std::net::TcpStream::from(clone)) else {
+        return;
+    };
+    let keep = Arc::new(keep);
+    let svc = {
+        let keep = keep.clone();
+        service_fn(move |req: Request<Incoming>| {
+            let shared = shared.clone();
+            let keep = keep.clone();
+            async move { http_answer(shared, keep, req).await }
+        })
+    };
+    let _ = hyper::server::conn::http1::Builder::new()
+        .serve_connection(TokioIo::new(tcp), svc)
+        .await;
+}
+
+async fn http_answer(
+    shared: Arc<Shared>,
+    keep: Arc<socket2::Socket>,
+    req: Request<Incoming>,
+) -> Result<Response<HttpBody>, std::io::Error> {
+    let id = &shared.id;
+    let path = req.uri().path().to_string();
+    if !shared.sw.delay.is_zero() && path != "/healthz" {
+        tokio::time::sleep(shared.sw.delay).await;
+    }
+    let method = req.method().clone();
+    let host = req
+        .headers()
+        .get(hyper::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let resp = match path.as_str() {
+        "/healthz" | "/readyz" => {
+            let ready = !shared.sw.never_ready
+                && shared.sw.ready_after.is_none_or(|d| shared.started.elapsed() >= d);
+            if ready {
+                text(200, "ok\n".into())
+            } else {
+                text(503, "not ready\n".into())
+            }
+        }
+        "/reset" => {
+            let _ = keep.set_linger(Some(Duration::ZERO));
+            let _ = keep.shutdown(std::net::Shutdown::Both);
+            return Err(std::io::Error::other("reset on request"));
+        }
+        "/json" => text(
+            200,
+            serde_json::json!({"pod": id.pod, "namespace": id.namespace, "podIP": id.pod_ip.to_string(),
+                "node": id.node, "container": id.container, "method": method.as_str(), "path": path, "host": host})
+            .to_string(),
+        ),
+        "/echo" => {
+            let body = req
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            let mut r = Response::new(Full::new(body).map_err(|n| match n {}).boxed());
+            *r.status_mut() = hyper::StatusCode::OK;
+            r
+        }
+        p if p.starts_with("/bytes/") => {
+            let n: usize = p["/bytes/".len()..].parse().unwrap_or(0).min(64 << 20);
+            let mut r = Response::new(
+                Full::new(Bytes::from(pattern(0, n)))
+                    .map_err(|n| match n {})
+                    .boxed(),
+            );
+            *r.status_mut() = hyper::StatusCode::OK;
+            r
+        }
+        _ => text(
+            200,
+            format!(
+                "Hello from {pod} (namespace {ns}, pod IP {ip}, node {node})\n{method} {path} {version:?}\nhost: {host}\n",
+                pod = id.pod,
+                ns = id.namespace,
+                ip = id.pod_ip,
+                node = id.node,
+                version = req.version(),
+            ),
+        ),
+    };
+    let mut resp = resp;
+    if let Ok(v) = hyper::header::HeaderValue::from_str(&id.pod) {
+        resp.headers_mut().insert("x-pod-name", v);
+    }
+    Ok(resp)
+}
+
+/// Deterministic bytes for the source (position-dependent, so reordering is detected).
+pub fn pattern(offset: u64, n: usize) -> Vec<u8> {
+    (0..n as u64)
+        .map(|i| {
+            let x = (offset + i).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            (x >> 56) as u8
+        })
+        .collect()
+}
+
+async fn serve_echo(shared: Arc<Shared>, tcp: TcpStream) {
+    let (mut rd, mut wr) = tcp.into_split();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut first = true;
+    loop {
+        let n = match rd.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if first {
+            first = false;
+            if buf[..n].starts_with(b"RESET") {
+                if let Ok(tcp) = rd.reunite(wr) {
+                    reset(tcp);
+                }
+                return;
+            }
+            if !shared.sw.delay.is_zero() {
+                tokio::time::sleep(shared.sw.delay).await;
+            }
+        }
+        if wr.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+    let _ = wr.shutdown().await;
+}
+
+async fn serve_blob(tcp: TcpStream) {
+    let mut rd = BufReader::new(tcp);
+    let mut line = String::new();
+    if rd.read_line(&mut line).await.is_err() {
+        return;
+    }
+    let cmd = line.trim();
+    if let Some(n) = cmd.strip_prefix("source ") {
+        let Ok(total) = n.trim().parse::<u64>() else {
+            let _ = rd
+                .get_mut()
+                .write_all(b"error: source needs a byte count\n")
+                .await;
+            return;
+        };
+        let mut sent = 0u64;
+        let chunk = 256 * 1024;
+        while sent < total {
+            let n = chunk.min((total - sent) as usize);
+            if rd.get_mut().write_all(&pattern(sent, n)).await.is_err() {
+                return;
+            }
+            sent += n as u64;
+        }
+        let _ = rd.get_mut().shutdown().await;
+    } else if cmd == "sink" {
+        let mut hasher = sha2::Sha256::new();
+        let mut total = 0u64;
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            match rd.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    hasher.update(&buf[..n]);
+                    total += n as u64;
+                }
+            }
+        }
+        let hex: String = hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let _ = rd
+            .get_mut()
+            .write_all(format!("{total} {hex}\n").as_bytes())
+            .await;
+        let _ = rd.get_mut().shutdown().await;
+    } else {
+        let _ = rd
+            .get_mut()
+            .write_all(b"error: send \"source N\\n\" or \"sink\\n\"\n")
+            .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_refs() {
+        assert_eq!(Image::from_ref("kubeway.local/http"), Some(Image::Http));
+        assert_eq!(Image::from_ref("kubeway.local/echo:1.0"), Some(Image::Echo));
+        assert_eq!(Image::from_ref("nginx"), None);
+    }
+
+    #[test]
+    fn switches_parse_and_reject_unknowns() {
+        let s = Switches::parse(&[
+            "--listen=pod-ip".into(),
+            "--crash-after=2s".into(),
+            "--delay=150ms".into(),
+            "--reset-every=3".into(),
+        ])
+        .expect("valid");
+        assert_eq!(s.listen, Listen::PodIp);
+        assert_eq!(s.crash_after, Some(Duration::from_secs(2)));
+        assert_eq!(s.delay, Duration::from_millis(150));
+        assert_eq!(s.reset_every, Some(3));
+        assert!(Switches::parse(&["--bogus".into()]).is_err());
+        assert!(Switches::parse(&["--listen=moon".into()]).is_err());
+        assert!(
+            Switches::parse(&["--ready-after=never".into()])
+                .expect("never")
+                .never_ready
+        );
+    }
+
+    #[tokio::test]
+    async fn echo_and_blob_servers_answer() {
+        let id = Identity {
+            pod: "p".into(),
+            namespace: "default".into(),
+            pod_ip: "127.0.0.1".parse().expect("ip"),
+            node: "n".into(),
+            container: "c".into(),
+        };
+        let ip: IpAddr = "127.0.0.1".parse().expect("ip");
+        let echo = start(Image::Echo, &Switches::default(), id.clone(), &[ip], &[0])
+            .await
+            .expect("start");
+        let port = echo.bound[0].2;
+        let mut c = TcpStream::connect((ip, port)).await.expect("connect");
+        c.write_all(b"hello").await.expect("write");
+        c.shutdown().await.expect("half-close");
+        let mut back = Vec::new();
+        c.read_to_end(&mut back).await.expect("read");
+        assert_eq!(back, b"hello");
+
+        let blob = start(Image::Blob, &Switches::default(), id, &[ip], &[0])
+            .await
+            .expect("start");
+        let port = blob.bound[0].2;
+        let mut c = TcpStream::connect((ip, port)).await.expect("connect");
+        c.write_all(b"source 1000\n").await.expect("write");
+        let mut got = Vec::new();
+        c.read_to_end(&mut got).await.expect("read");
+        assert_eq!(got, pattern(0, 1000));
+    }
+}

@@ -1,0 +1,633 @@
+//! The lab's kubelet: runs each scheduled Pod's containers as real local servers on the pod's own
+//! loopback addresses, reports Pod status (phase, conditions, IPs, restarts), runs readiness probes,
+//! restarts crashed containers with back-off, and dials `localhost:port` inside a pod for port-forward.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::controllers::record_event;
+use crate::images::{self, IMAGE_NAMES, Identity, Image, Listen, Switches};
+use crate::resources::core;
+use crate::store::{Store, now_rfc3339};
+
+/// Address plan of a loopback lab.
+#[derive(Debug, Clone)]
+pub struct LabNet {
+    /// Pod addresses: `a.b.x.y` with `a.b` from here (127.244).
+    pub pod_base: Ipv4Addr,
+    /// Each pod's "localhost": same x.y under this base (127.245).
+    pub local_base: Ipv4Addr,
+    /// ClusterIPs are allocated under this /16 (127.96).
+    pub service_base: Ipv4Addr,
+    next: Arc<AtomicU32>,
+}
+
+impl Default for LabNet {
+    fn default() -> Self {
+        Self {
+            pod_base: Ipv4Addr::new(127, 244, 0, 0),
+            local_base: Ipv4Addr::new(127, 245, 0, 0),
+            service_base: Ipv4Addr::new(127, 96, 0, 0),
+            next: Arc::new(AtomicU32::new(2)),
+        }
+    }
+}
+
+impl LabNet {
+    /// A fresh (pod IP, pod localhost) pair; never reused within one lab.
+    fn allocate(&self) -> (Ipv4Addr, Ipv4Addr) {
+        loop {
+            let n = self.next.fetch_add(1, Ordering::Relaxed);
+            let (x, y) = (((n >> 8) & 0xff) as u8, (n & 0xff) as u8);
+            if y == 0 || y == 255 {
+                continue;
+            }
+            let p = self.pod_base.octets();
+            let l = self.local_base.octets();
+            return (
+                Ipv4Addr::new(p[0], p[1], x, y),
+                Ipv4Addr::new(l[0], l[1], x, y),
+            );
+        }
+    }
+}
+
+struct ContainerState {
+    name: String,
+    image: String,
+    ready: bool,
+    restarts: i64,
+    state: Value,
+    last_state: Value,
+    started: bool,
+}
+
+/// One pod the kubelet runs.
+pub struct PodHandle {
+    ns: String,
+    name: String,
+    uid: String,
+    node: String,
+    pod_ip: Ipv4Addr,
+    local_ip: Ipv4Addr,
+    bound: Mutex<Vec<(IpAddr, u16, u16)>>,
+    containers: Mutex<Vec<ContainerState>>,
+    started_at: String,
+    cancel: CancellationToken,
+}
+
+/// The kubelet of every lab node.
+pub struct Kubelet {
+    store: Arc<Store>,
+    net: LabNet,
+    nodes: Vec<String>,
+    pods: Mutex<HashMap<String, Arc<PodHandle>>>,
+    cancel: CancellationToken,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Kubelet {
+    /// A kubelet for `nodes`.
+    pub fn new(
+        store: Arc<Store>,
+        net: LabNet,
+        nodes: Vec<String>,
+        cancel: CancellationToken,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            store,
+            net,
+            nodes,
+            pods: Mutex::new(HashMap::new()),
+            cancel,
+        })
+    }
+
+    /// Starts pods newly bound to our nodes and stops pods that are gone.
+    pub fn sync(self: &Arc<Self>) {
+        let (pods, _) = self.store.list(core("pods"), None);
+        let mut live = std::collections::HashSet::new();
+        for pod in &pods {
+            let uid = pod["metadata"]["uid"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let node = pod["spec"]["nodeName"].as_str().unwrap_or_default();
+            if !self.nodes.iter().any(|n| n == node) {
+                continue;
+            }
+            live.insert(uid.clone());
+            let exists = lock(&self.pods).contains_key(&uid);
+            if exists {
+                continue;
+            }
+            let (pod_ip, local_ip) = self.net.allocate();
+            let handle = Arc::new(PodHandle {
+                ns: pod["metadata"]["namespace"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .into(),
+                name: pod["metadata"]["name"].as_str().unwrap_or_default().into(),
+                uid: uid.clone(),
+                node: node.into(),
+                pod_ip,
+                local_ip,
+                bound: Mutex::new(Vec::new()),
+                containers: Mutex::new(Vec::new()),
+                started_at: now_rfc3339(),
+                cancel: self.cancel.child_token(),
+            });
+            lock(&self.pods).insert(uid, handle.clone());
+            let me = self.clone();
+            let pod = (**pod).clone();
+            tokio::spawn(async move { me.run_pod(handle, pod).await });
+        }
+        let mut pods = lock(&self.pods);
+        pods.retain(|uid, h| {
+            let keep = live.contains(uid);
+            if !keep {
+                h.cancel.cancel();
+            }
+            keep
+        });
+    }
+
+    fn find(&self, ns: &str, name: &str) -> Option<Arc<PodHandle>> {
+        lock(&self.pods)
+            .values()
+            .find(|h| h.ns == ns && h.name == name)
+            .cloned()
+    }
+
+    /// Dials `localhost:port` inside a pod, as a container runtime does for port-forward.
+    /// The error text follows containerd's.
+    pub async fn dial(&self, ns: &str, name: &str, port: u16) -> Result<TcpStream, String> {
+        let h = self
+            .find(ns, name)
+            .ok_or_else(|| format!("pod {ns}/{name} has no running sandbox on this node"))?;
+        let ip = IpAddr::V4(h.local_ip);
+        let actual = h.actual_port(ip, port);
+        match tokio::time::timeout(
+            Duration::from_secs(5),
+            TcpStream::connect(SocketAddr::new(ip, actual)),
+        )
+        .await
+        {
+            Ok(Ok(s)) => {
+                let _ = s.set_nodelay(true);
+                Ok(s)
+            }
+            Ok(Err(e)) => Err(format!(
+                "failed to connect to localhost:{port} inside namespace \"{}\", IPv4: dial tcp4 127.0.0.1:{port}: connect: {e} IPv6 dial tcp6 [::1]:{port}: connect: connection refused",
+                h.uid
+            )),
+            Err(_) => Err(format!(
+                "timed out connecting to localhost:{port} inside the pod"
+            )),
+        }
+    }
+
+    /// Dials a pod by its pod IP (for the NodePort proxy and probes).
+    pub async fn dial_pod_ip(&self, ip: IpAddr, port: u16) -> std::io::Result<TcpStream> {
+        let h = lock(&self.pods)
+            .values()
+            .find(|h| IpAddr::V4(h.pod_ip) == ip)
+            .cloned();
+        let actual = h.map(|h| h.actual_port(ip, port)).unwrap_or(port);
+        let s = TcpStream::connect(SocketAddr::new(ip, actual)).await?;
+        let _ = s.set_nodelay(true);
+        Ok(s)
+    }
+
+    async fn run_pod(self: Arc<Self>, h: Arc<PodHandle>, pod: Value) {
+        let spec = &pod["spec"];
+        let containers: Vec<Value> = spec["containers"].as_array().cloned().unwrap_or_default();
+        {
+            let mut cs = lock(&h.containers);
+            for c in &containers {
+                cs.push(ContainerState {
+                    name: c["name"].as_str().unwrap_or_default().into(),
+                    image: c["image"].as_str().unwrap_or_default().into(),
+                    ready: false,
+                    restarts: 0,
+                    state: json!({"waiting": {"reason": "ContainerCreating"}}),
+                    last_state: json!({}),
+                    started: false,
+                });
+            }
+        }
+        self.publish(&h);
+        let mut tasks = Vec::new();
+        for (i, c) in containers.into_iter().enumerate() {
+            let me = self.clone();
+            let h2 = h.clone();
+            tasks.push(tokio::spawn(
+                async move { me.run_container(h2, i, c).await },
+            ));
+        }
+        h.cancel.cancelled().await;
+        for t in tasks {
+            let _ = t.await;
+        }
+    }
+
+    fn set_state(&self, h: &PodHandle, i: usize, f: impl FnOnce(&mut ContainerState)) {
+        {
+            let mut cs = lock(&h.containers);
+            if let Some(c) = cs.get_mut(i) {
+                f(c);
+            }
+        }
+        self.publish(h);
+    }
+
+    /// Writes the pod's status from the container states.
+    fn publish(&self, h: &PodHandle) {
+        if h.cancel.is_cancelled() {
+            return;
+        }
+        let (statuses, all_ready, any_running, all_started) = {
+            let cs = lock(&h.containers);
+            let statuses: Vec<Value> = cs
+                .iter()
+                .map(|c| {
+                    json!({
+                        "name": c.name, "image": c.image, "imageID": format!("{}@sha256:lab", c.image),
+                        "containerID": format!("containerd://{}-{}", h.uid, c.name),
+                        "ready": c.ready, "started": c.started, "restartCount": c.restarts,
+                        "state": c.state, "lastState": c.last_state,
+                    })
+                })
+                .collect();
+            (
+                statuses,
+                !cs.is_empty() && cs.iter().all(|c| c.ready),
+                cs.iter().any(|c| c.state.get("running").is_some()),
+                cs.iter().all(|c| c.started),
+            )
+        };
+        let now = now_rfc3339();
+        let cond = |t: &str, ok: bool| json!({"type": t, "status": if ok { "True" } else { "False" }, "lastProbeTime": null, "lastTransitionTime": now});
+        let phase = if any_running || all_started {
+            "Running"
+        } else {
+            "Pending"
+        };
+        let pod_ip = h.pod_ip.to_string();
+        let host_ip = self.node_ip(&h.node);
+        let start = h.started_at.clone();
+        let _ = self.store.mutate_retry(core("pods"), &h.ns, &h.name, |p| {
+            if p["metadata"]["uid"].as_str() != Some(h.uid.as_str()) {
+                return Err(crate::status::ApiError::conflict("pods", &h.name));
+            }
+            let old_conditions = p["status"]["conditions"].clone();
+            let mut conditions = vec![
+                cond("PodReadyToStartContainers", true),
+                cond("Initialized", true),
+                cond("Ready", all_ready),
+                cond("ContainersReady", all_ready),
+                cond("PodScheduled", true),
+            ];
+            // Keep transition times of conditions whose status did not change.
+            for c in conditions.iter_mut() {
+                if let Some(old) = old_conditions
+                    .as_array()
+                    .and_then(|a| a.iter().find(|o| o["type"] == c["type"]))
+                    && old["status"] == c["status"]
+                {
+                    c["lastTransitionTime"] = old["lastTransitionTime"].clone();
+                }
+            }
+            p["status"] = json!({
+                "phase": phase, "conditions": conditions, "hostIP": host_ip, "hostIPs": [{"ip": host_ip}],
+                "podIP": pod_ip, "podIPs": [{"ip": pod_ip}], "startTime": start,
+                "containerStatuses": statuses, "qosClass": "BestEffort",
+            });
+            Ok(())
+        });
+    }
+
+    fn node_ip(&self, node: &str) -> String {
+        self.store
+            .get(core("nodes"), "", node)
+            .and_then(|n| {
+                n["status"]["addresses"]
+                    .as_array()?
+                    .iter()
+                    .find(|a| a["type"] == "InternalIP")
+                    .and_then(|a| a["address"].as_str().map(str::to_string))
+            })
+            .unwrap_or_default()
+    }
+
+    fn event(&self, h: &PodHandle, ty: &str, reason: &str, msg: &str) {
+        record_event(
+            &self.store,
+            &json!({"kind": "Pod", "namespace": h.ns, "name": h.name, "uid": h.uid, "apiVersion": "v1"}),
+            ty,
+            reason,
+            msg,
+            "kubelet",
+        );
+    }
+
+    async fn run_container(self: Arc<Self>, h: Arc<PodHandle>, i: usize, c: Value) {
+        let cname = c["name"].as_str().unwrap_or_default().to_string();
+        let image_ref = c["image"].as_str().unwrap_or_default().to_string();
+        let Some(image) = Image::from_ref(&image_ref) else {
+            let msg = format!(
+                "image {image_ref:?} is not one of the lab's built-in images ({}); the lab runs no container engine",
+                IMAGE_NAMES.join(", ")
+            );
+            self.event(
+                &h,
+                "Warning",
+                "Failed",
+                &format!("Failed to pull image {image_ref:?}: {msg}"),
+            );
+            self.set_state(&h, i, |s| {
+                s.state = json!({"waiting": {"reason": "ErrImagePull", "message": msg}})
+            });
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                _ = h.cancel.cancelled() => return,
+            }
+            self.set_state(&h, i, |s| {
+                s.state = json!({"waiting": {"reason": "ImagePullBackOff", "message": format!("Back-off pulling image {image_ref:?}")}})
+            });
+            return;
+        };
+        let args: Vec<String> = c["args"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|a| a.as_str().map(str::to_string))
+            .collect();
+        let sw = match Switches::parse(&args) {
+            Ok(sw) => sw,
+            Err(msg) => {
+                self.event(&h, "Warning", "Failed", &format!("Error: {msg}"));
+                self.set_state(&h, i, |s| {
+                    s.state = json!({"waiting": {"reason": "CreateContainerError", "message": msg}})
+                });
+                return;
+            }
+        };
+        let mut ports: Vec<u16> = c["ports"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|p| p["protocol"].as_str().unwrap_or("TCP") == "TCP")
+            .filter_map(|p| {
+                p["containerPort"]
+                    .as_u64()
+                    .and_then(|p| u16::try_from(p).ok())
+            })
+            .collect();
+        if let Some(p) = sw.port {
+            ports.push(p);
+        }
+        if ports.is_empty() {
+            ports.push(image.default_port());
+        }
+        ports.dedup();
+        let addrs: Vec<IpAddr> = match sw.listen {
+            Listen::All => vec![IpAddr::V4(h.pod_ip), IpAddr::V4(h.local_ip)],
+            Listen::PodIp => vec![IpAddr::V4(h.pod_ip)],
+            Listen::Localhost => vec![IpAddr::V4(h.local_ip)],
+        };
+        let id = Identity {
+            pod: h.name.clone(),
+            namespace: h.ns.clone(),
+            pod_ip: IpAddr::V4(h.pod_ip),
+            node: h.node.clone(),
+            container: cname.clone(),
+        };
+        self.event(
+            &h,
+            "Normal",
+            "Pulled",
+            &format!("Container image {image_ref:?} already present on machine"),
+        );
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            let running = match images::start(image, &sw, id.clone(), &addrs, &ports).await {
+                Ok(r) => r,
+                Err(e) => {
+                    let msg = format!("starting the server failed: {e}");
+                    self.set_state(&h, i, |s| {
+                        s.state =
+                            json!({"waiting": {"reason": "CreateContainerError", "message": msg}})
+                    });
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => { backoff = (backoff * 2).min(Duration::from_secs(10)); continue; }
+                        _ = h.cancel.cancelled() => return,
+                    }
+                }
+            };
+            {
+                let mut b = lock(&h.bound);
+                b.retain(|(ip, p, _)| !(addrs.contains(ip) && ports.contains(p)));
+                b.extend(running.bound.iter().copied());
+            }
+            self.event(
+                &h,
+                "Normal",
+                "Created",
+                &format!("Created container {cname}"),
+            );
+            self.event(
+                &h,
+                "Normal",
+                "Started",
+                &format!("Started container {cname}"),
+            );
+            let probe = c.get("readinessProbe").cloned().filter(Value::is_object);
+            let started = now_rfc3339();
+            self.set_state(&h, i, |s| {
+                s.state = json!({"running": {"startedAt": started}});
+                s.started = true;
+                s.ready = probe.is_none();
+            });
+            let crashed = self.supervise(&h, i, &c, probe.as_ref(), &sw).await;
+            running.stop();
+            drop(running);
+            if !crashed {
+                return;
+            }
+            let finished = now_rfc3339();
+            let code = sw.exit_code;
+            self.set_state(&h, i, |s| {
+                s.last_state = json!({"terminated": {"exitCode": code, "reason": "Error", "startedAt": started, "finishedAt": finished, "containerID": format!("containerd://{}-{}", h.uid, s.name)}});
+                s.restarts += 1;
+                s.ready = false;
+                s.state = json!({"waiting": {"reason": "CrashLoopBackOff", "message": format!("back-off {}s restarting failed container={} pod={}_{}({})", backoff.as_secs(), s.name, h.name, h.ns, h.uid)}});
+            });
+            self.event(
+                &h,
+                "Warning",
+                "BackOff",
+                "Back-off restarting failed container",
+            );
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = h.cancel.cancelled() => return,
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(10));
+        }
+    }
+
+    /// Runs probes until the pod is stopped (false) or the container crashes (true).
+    async fn supervise(
+        &self,
+        h: &PodHandle,
+        i: usize,
+        c: &Value,
+        probe: Option<&Value>,
+        sw: &Switches,
+    ) -> bool {
+        let crash = async {
+            match sw.crash_after {
+                Some(d) => tokio::time::sleep(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(crash);
+        let Some(probe) = probe else {
+            tokio::select! {
+                _ = &mut crash => return true,
+                _ = h.cancel.cancelled() => return false,
+            }
+        };
+        let secs = |k: &str, d: u64| probe[k].as_u64().unwrap_or(d);
+        let period = Duration::from_secs(secs("periodSeconds", 10).max(1));
+        let initial = Duration::from_secs(secs("initialDelaySeconds", 0));
+        let failure_threshold = secs("failureThreshold", 3).max(1);
+        let success_threshold = secs("successThreshold", 1).max(1);
+        tokio::select! {
+            _ = tokio::time::sleep(initial) => {}
+            _ = &mut crash => return true,
+            _ = h.cancel.cancelled() => return false,
+        }
+        let (mut ok_run, mut fail_run, mut ready) = (0u64, 0u64, false);
+        loop {
+            let ok = self.probe_once(h, c, probe).await;
+            if ok {
+                ok_run += 1;
+                fail_run = 0;
+            } else {
+                fail_run += 1;
+                ok_run = 0;
+            }
+            let next = if ok_run >= success_threshold {
+                true
+            } else if fail_run >= failure_threshold || !ready {
+                false
+            } else {
+                ready
+            };
+            if !ok && fail_run == 1 {
+                self.event(h, "Warning", "Unhealthy", "Readiness probe failed");
+            }
+            if next != ready {
+                ready = next;
+                self.set_state(h, i, |s| s.ready = next);
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(period) => {}
+                _ = &mut crash => return true,
+                _ = h.cancel.cancelled() => return false,
+            }
+        }
+    }
+
+    async fn probe_once(&self, h: &PodHandle, c: &Value, probe: &Value) -> bool {
+        let port_of = |p: &Value| -> Option<u16> {
+            match p {
+                Value::Number(n) => n.as_u64().and_then(|n| u16::try_from(n).ok()),
+                Value::String(s) => s.parse().ok().or_else(|| {
+                    c["ports"].as_array()?.iter().find(|cp| cp["name"] == *s)?["containerPort"]
+                        .as_u64()
+                        .and_then(|n| u16::try_from(n).ok())
+                }),
+                _ => None,
+            }
+        };
+        let timeout = Duration::from_secs(probe["timeoutSeconds"].as_u64().unwrap_or(1).max(1));
+        let ip = IpAddr::V4(h.pod_ip);
+        if let Some(get) = probe.get("httpGet") {
+            let Some(port) = port_of(&get["port"]) else {
+                return false;
+            };
+            let path = get["path"].as_str().unwrap_or("/").to_string();
+            let fut = async {
+                let s = self.dial_pod_ip(ip, port).await.ok()?;
+                let (mut send, conn) =
+                    hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(s))
+                        .await
+                        .ok()?;
+                tokio::spawn(conn);
+                let req = http::Request::get(path)
+                    .header(http::header::HOST, format!("{ip}:{port}"))
+                    .header(http::header::USER_AGENT, "kube-probe/1.34")
+                    .body(http_body_util::Empty::<bytes::Bytes>::new())
+                    .ok()?;
+                let resp = send.send_request(req).await.ok()?;
+                Some((200..400).contains(&resp.status().as_u16()))
+            };
+            return tokio::time::timeout(timeout, fut)
+                .await
+                .ok()
+                .flatten()
+                .unwrap_or(false);
+        }
+        if let Some(tcp) = probe.get("tcpSocket") {
+            let Some(port) = port_of(&tcp["port"]) else {
+                return false;
+            };
+            return tokio::time::timeout(timeout, self.dial_pod_ip(ip, port))
+                .await
+                .is_ok_and(|r| r.is_ok());
+        }
+        // exec and grpc probes: the lab has no processes to exec into; report success.
+        true
+    }
+}
+
+impl PodHandle {
+    fn actual_port(&self, ip: IpAddr, port: u16) -> u16 {
+        lock(&self.bound)
+            .iter()
+            .find(|(i, p, _)| *i == ip && *p == port)
+            .map(|(_, _, a)| *a)
+            .unwrap_or(port)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_are_loopback_and_never_reused() {
+        let net = LabNet::default();
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..600 {
+            let (p, l) = net.allocate();
+            assert!(p.is_loopback() && l.is_loopback());
+            assert_ne!(p.octets()[3], 0);
+            assert_eq!(p.octets()[2..], l.octets()[2..]);
+            assert!(seen.insert(p), "{p} reused");
+        }
+    }
+}

@@ -1,0 +1,147 @@
+//! kubeway's host side: accept loops that hand each local connection to a connector, and
+//! byte-exact bidirectional copies that carry half-close.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Counters of one accept loop.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Connections accepted.
+    pub accepted: AtomicU64,
+    /// Connections whose upstream could not be opened.
+    pub failed: AtomicU64,
+    /// Bytes from local clients to the remote side.
+    pub bytes_up: AtomicU64,
+    /// Bytes from the remote side to local clients.
+    pub bytes_down: AtomicU64,
+}
+
+/// Copies both ways until both directions are done; an EOF on one side becomes a half-close
+/// (`shutdown`) on the other. Returns (bytes a→b, bytes b→a).
+pub async fn splice<A, B>(a: &mut A, b: &mut B) -> std::io::Result<(u64, u64)>
+where
+    A: AsyncRead + AsyncWrite + Unpin + ?Sized,
+    B: AsyncRead + AsyncWrite + Unpin + ?Sized,
+{
+    tokio::io::copy_bidirectional(a, b).await
+}
+
+/// Accepts on `listener` until `cancel`, calling `connect` for each connection and splicing the
+/// two. A failed `connect` closes that one local connection only.
+pub async fn serve<F, Fut, S, E>(
+    listener: TcpListener,
+    cancel: CancellationToken,
+    stats: Arc<Stats>,
+    connect: F,
+) where
+    F: Fn(SocketAddr) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<S, E>> + Send + 'static,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    E: std::fmt::Display + Send + 'static,
+{
+    let tracker = TaskTracker::new();
+    let connect = Arc::new(connect);
+    loop {
+        let (mut local, peer) = tokio::select! {
+            c = listener.accept() => match c {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    continue;
+                }
+            },
+            _ = cancel.cancelled() => break,
+        };
+        let _ = local.set_nodelay(true);
+        stats.accepted.fetch_add(1, Ordering::Relaxed);
+        let connect = connect.clone();
+        let stats = stats.clone();
+        let cancel = cancel.clone();
+        tracker.spawn(async move {
+            let mut remote = match connect(peer).await {
+                Ok(r) => r,
+                Err(e) => {
+                    stats.failed.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(%peer, error = %e, "could not open the way for this connection");
+                    return;
+                }
+            };
+            tokio::select! {
+                r = splice(&mut local, &mut remote) => {
+                    if let Ok((up, down)) = r {
+                        stats.bytes_up.fetch_add(up, Ordering::Relaxed);
+                        stats.bytes_down.fetch_add(down, Ordering::Relaxed);
+                    }
+                }
+                _ = cancel.cancelled() => {}
+            }
+        });
+    }
+    tracker.close();
+    tracker.wait().await;
+}
+
+/// Binds a loopback listener; port 0 picks a free one.
+pub async fn bind_loopback(port: u16) -> std::io::Result<TcpListener> {
+    TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port))).await
+}
+
+/// Connects to a loopback address (tests and probes).
+pub async fn connect(addr: SocketAddr) -> std::io::Result<TcpStream> {
+    TcpStream::connect(addr).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn serve_splices_with_half_close_and_counts() {
+        // An upstream echo server.
+        let up = bind_loopback(0).await.expect("bind");
+        let up_addr = up.local_addr().expect("addr");
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = up.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let _ = s.read_to_end(&mut buf).await;
+                    let _ = s.write_all(&buf).await;
+                });
+            }
+        });
+        let front = bind_loopback(0).await.expect("bind");
+        let front_addr = front.local_addr().expect("addr");
+        let cancel = CancellationToken::new();
+        let stats = Arc::new(Stats::default());
+        let server = tokio::spawn(serve(front, cancel.clone(), stats.clone(), move |_| {
+            TcpStream::connect(up_addr)
+        }));
+        let mut c = TcpStream::connect(front_addr).await.expect("connect");
+        let payload = vec![7u8; 100_000];
+        c.write_all(&payload).await.expect("write");
+        c.shutdown().await.expect("half-close");
+        let mut back = Vec::new();
+        c.read_to_end(&mut back).await.expect("read");
+        assert_eq!(
+            back, payload,
+            "the response after a half-close arrives whole"
+        );
+        cancel.cancel();
+        server.await.expect("serve ends");
+        assert_eq!(stats.accepted.load(Ordering::Relaxed), 1);
+        assert_eq!(stats.bytes_up.load(Ordering::Relaxed), 100_000);
+        assert!(
+            TcpStream::connect(front_addr).await.is_err(),
+            "nothing left listening"
+        );
+    }
+}

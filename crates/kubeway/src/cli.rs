@@ -1,0 +1,189 @@
+//! Command-line grammar (clap) and dispatch: kubectl's global flags, one subcommand per job.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use kubeway_core::env::Provider;
+
+/// Opens, explains and keeps alive the way from your host to the Pods and Services of a
+/// Kubernetes cluster — above all a local one (minikube, kind, k3d, k3s, Docker Desktop,
+/// Rancher Desktop, colima, OrbStack, microk8s).
+///
+/// New here? Run `kubeway demo`: it starts a stand-in cluster on loopback (no real cluster
+/// needed), deploys a sample app and opens the way to it.
+#[derive(Debug, Parser)]
+#[command(name = "kubeway", version, propagate_version = true)]
+pub struct Cli {
+    /// Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use (default: the current context).
+    #[arg(long, global = true, value_name = "NAME")]
+    pub context: Option<String>,
+    /// Namespace (default: the context's namespace, else `default`).
+    #[arg(short = 'n', long, global = true, value_name = "NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Output format.
+    #[arg(short = 'o', long, global = true, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+    /// More logs on stderr (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
+    #[arg(short = 'v', long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Output formats, as kubectl names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// Human-readable text.
+    Text,
+    /// JSON (one document, or one event per line for long-running commands).
+    Json,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a stand-in cluster for learning, demos and tests.
+    #[command(subcommand)]
+    Lab(LabCommand),
+    /// A first minute with kubeway: start a lab with a sample app, reach `web` through a
+    /// port-forward, fetch its page, and keep the way open until Ctrl-C.
+    Demo(DemoArgs),
+}
+
+/// `kubeway lab …`.
+#[derive(Debug, Subcommand)]
+pub enum LabCommand {
+    /// Run the lab in the foreground: a real HTTPS API server on 127.0.0.1 that kubectl and
+    /// client libraries accept, whose pods are real local servers. Ctrl-C stops it and removes
+    /// the kubeconfig it wrote.
+    Up(LabUpArgs),
+}
+
+/// Environments the lab can present.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Persona {
+    /// A plain cluster (no local-environment signals).
+    Plain,
+    /// minikube, docker driver in port-forward mode (macOS/Windows/WSL).
+    Minikube,
+    /// kind.
+    Kind,
+    /// k3d.
+    K3d,
+    /// k3s.
+    K3s,
+    /// Docker Desktop.
+    DockerDesktop,
+    /// Rancher Desktop.
+    RancherDesktop,
+    /// colima.
+    Colima,
+    /// OrbStack.
+    Orbstack,
+    /// microk8s.
+    Microk8s,
+}
+
+impl Persona {
+    /// The provider presented.
+    pub fn provider(self) -> Provider {
+        match self {
+            Persona::Plain => Provider::Generic,
+            Persona::Minikube => Provider::Minikube,
+            Persona::Kind => Provider::Kind,
+            Persona::K3d => Provider::K3d,
+            Persona::K3s => Provider::K3s,
+            Persona::DockerDesktop => Provider::DockerDesktop,
+            Persona::RancherDesktop => Provider::RancherDesktop,
+            Persona::Colima => Provider::Colima,
+            Persona::Orbstack => Provider::OrbStack,
+            Persona::Microk8s => Provider::MicroK8s,
+        }
+    }
+}
+
+/// Options shared by everything that starts a lab.
+#[derive(Debug, Args)]
+pub struct LabOptions {
+    /// The environment the lab presents itself as (node names, labels, providerID, kubeconfig
+    /// names as that environment writes them).
+    #[arg(long, value_enum, default_value_t = Persona::Minikube)]
+    pub persona: Persona,
+    /// Whether the host can reach the node's address (its NodePorts answer there). Default: as
+    /// the persona usually is (minikube's docker driver on a Mac: no).
+    #[arg(long, value_name = "BOOL")]
+    pub node_reachable: Option<bool>,
+    /// API server port on 127.0.0.1 (0 = pick a free one).
+    #[arg(long, default_value_t = 0)]
+    pub api_port: u16,
+}
+
+/// `kubeway lab up`.
+#[derive(Debug, Args)]
+pub struct LabUpArgs {
+    #[command(flatten)]
+    pub lab: LabOptions,
+    /// Where to write the kubeconfig (default: $XDG_STATE_HOME/kubeway/lab/kubeconfig, or
+    /// ~/.local/state/kubeway/lab/kubeconfig). Removed when the lab stops.
+    #[arg(long, value_name = "PATH")]
+    pub kubeconfig_out: Option<PathBuf>,
+    /// Deploy the sample app: `web` (HTTP, 2 replicas, NodePort), `echo` (TCP) and `web-lb`
+    /// (LoadBalancer). This is the default for a newcomer; `--sample=false` starts empty.
+    #[arg(long, value_name = "BOOL", default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub sample: bool,
+}
+
+/// `kubeway demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    #[command(flatten)]
+    pub lab: LabOptions,
+    /// Local port for the way to `web` (0 = pick a free one).
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
+    /// Exit after fetching the page once instead of keeping the way open.
+    #[arg(long)]
+    pub once: bool,
+}
+
+/// Runs the parsed command line.
+pub async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Lab(LabCommand::Up(args)) => crate::lab::up(args, cli.output).await,
+        Command::Demo(args) => crate::demo::run(args, cli.output).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn grammar_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_flags_go_anywhere() {
+        let c = Cli::try_parse_from(["kubeway", "lab", "up", "-o", "json", "--persona", "kind"])
+            .expect("parses");
+        assert_eq!(c.output, Output::Json);
+        let Command::Lab(LabCommand::Up(up)) = c.command else {
+            panic!("lab up")
+        };
+        assert_eq!(up.lab.persona, Persona::Kind);
+        assert!(up.sample, "the sample app is the default");
+        let c = Cli::try_parse_from(["kubeway", "lab", "up", "--sample=false"]).expect("parses");
+        let Command::Lab(LabCommand::Up(up)) = c.command else {
+            panic!("lab up")
+        };
+        assert!(!up.sample);
+        assert!(Cli::try_parse_from(["kubeway", "lab", "up", "--persona", "moon"]).is_err());
+    }
+}
