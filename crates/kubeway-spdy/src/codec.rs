@@ -559,7 +559,7 @@ mod tests {
                 slot: 2,
                 fin: true,
                 unidirectional: true,
-                headers: h(&[("streamtype", "error"), ("port", "80")]),
+                headers: h(&[("content-kind", "error"), ("x-channel", "80")]),
             }),
             Frame::SynReply(SynReply {
                 stream_id: 3,
@@ -641,13 +641,13 @@ mod tests {
         let frame = Frame::SynReply(SynReply {
             stream_id: 1,
             fin: false,
-            headers: h(&[("StreamType", "Data")]),
+            headers: h(&[("Content-Kind", "Data")]),
         });
         let out = round_trip(&[frame]);
         let Frame::SynReply(reply) = &out[0] else {
             panic!("expected SYN_REPLY, got {out:?}");
         };
-        assert_eq!(reply.headers, h(&[("streamtype", "Data")]));
+        assert_eq!(reply.headers, h(&[("content-kind", "Data")]));
     }
 
     #[test]

@@ -286,12 +286,15 @@ mod tests {
     fn serialize_lowercases_names_and_parse_round_trips() {
         let mut out = Vec::new();
         serialize_headers(
-            &headers(&[("StreamType", "data"), ("port", "80")]),
+            &headers(&[("Content-Kind", "data"), ("x-channel", "80")]),
             &mut out,
         )
         .unwrap();
         let parsed = parse_headers(1, &out).unwrap();
-        assert_eq!(parsed, headers(&[("streamtype", "data"), ("port", "80")]));
+        assert_eq!(
+            parsed,
+            headers(&[("content-kind", "data"), ("x-channel", "80")])
+        );
     }
 
     #[test]
@@ -345,9 +348,9 @@ mod tests {
     #[test]
     fn shared_context_compresses_later_blocks_smaller_and_decodes_in_order() {
         let block = headers(&[
-            ("streamtype", "data"),
-            ("port", "8080"),
-            ("requestid", "0"),
+            ("content-kind", "data"),
+            ("x-channel", "8080"),
+            ("x-sequence", "0"),
             (
                 "x-some-longer-header-name",
                 "a fairly long value that repeats",

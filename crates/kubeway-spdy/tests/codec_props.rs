@@ -149,9 +149,13 @@ impl Rng {
 /// A valid multi-frame stream to mutate, so mutations reach deep decoder paths (header blocks,
 /// settings, fixed-length checks) instead of failing at the first version check.
 fn seed_stream() -> Vec<u8> {
-    let h: Headers = [("streamtype", "data"), ("port", "8080"), ("requestid", "7")]
-        .into_iter()
-        .collect();
+    let h: Headers = [
+        ("content-kind", "data"),
+        ("x-channel", "8080"),
+        ("x-sequence", "7"),
+    ]
+    .into_iter()
+    .collect();
     let frames = vec![
         Frame::SynStream(SynStream {
             stream_id: 1,

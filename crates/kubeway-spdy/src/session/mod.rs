@@ -20,9 +20,9 @@
 //!
 //! # Inbound back-pressure (without WINDOW_UPDATE)
 //!
-//! Kubernetes peers (moby/spdystream) ignore SPDY flow control: they never send WINDOW_UPDATE and
-//! never wait for one, so the only way to slow a peer is to stop reading the socket, which stalls
-//! every stream of the session (head-of-line blocking). The design balances memory against that
+//! Widely deployed peers (the Go moby/spdystream package) ignore SPDY flow control: they never
+//! send WINDOW_UPDATE and never wait for one, so the only way to slow a peer is to stop reading
+//! the socket, which stalls every stream of the session (head-of-line blocking). The design balances memory against that
 //! stall:
 //!
 //! 1. The reader never blocks on a stream: DATA is appended to the stream's queue at once (the
@@ -116,7 +116,7 @@ pub struct Keepalive {
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct Config {
-    /// How long [`Session::open_stream`] waits for SYN_REPLY (default 30 s, as client-go).
+    /// How long [`Session::open_stream`] waits for SYN_REPLY (default 30 s, the common Go client default).
     pub syn_reply_timeout: Duration,
     /// How long [`Session::ping`] waits for the answer (default 30 s).
     pub ping_timeout: Duration,

@@ -590,7 +590,7 @@ async fn data_split_across_writes_is_reassembled() {
     let (session, _incoming, mut peer) = RawPeer::new(Role::Client, Config::default());
     let opener = tokio::spawn(async move {
         let stream = session
-            .open_stream(h(&[("StreamType", "data"), ("port", "80")]), false)
+            .open_stream(h(&[("Content-Kind", "data"), ("x-channel", "80")]), false)
             .await;
         (session, stream)
     });
@@ -598,7 +598,7 @@ async fn data_split_across_writes_is_reassembled() {
         panic!("expected SYN_STREAM");
     };
     assert_eq!(syn.stream_id, 1);
-    assert_eq!(syn.headers.get("streamtype"), Some("data"));
+    assert_eq!(syn.headers.get("content-kind"), Some("data"));
     assert!(syn.headers.iter().all(|(n, _)| n == n.to_ascii_lowercase()));
     peer.send(SynReply {
         stream_id: 1,
@@ -919,4 +919,39 @@ fn handles_are_send_and_sessions_are_shareable() {
     send::<Stream>();
     send::<IncomingStream>();
     send::<Incoming>();
+}
+
+/// Rough throughput probe over an in-memory pipe; run with
+/// `cargo test --release -p kubeway-spdy throughput -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "throughput probe, not a correctness test"]
+async fn throughput_probe_over_duplex() {
+    let (client, _ci, _server, mut si) = pair(Config::default(), Config::default());
+    const TOTAL: usize = 1 << 30;
+    let sink = tokio::spawn(async move {
+        let mut stream = si.next().await.unwrap().accept(vec![], false).unwrap();
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut n = 0;
+        loop {
+            let got = stream.read(&mut buf).await.unwrap();
+            if got == 0 {
+                break n;
+            }
+            n += got;
+        }
+    });
+    let mut stream = client.open_stream(vec![], false).await.unwrap();
+    let chunk = vec![0x5au8; 256 * 1024];
+    let start = std::time::Instant::now();
+    for _ in 0..TOTAL / chunk.len() {
+        stream.write_all(&chunk).await.unwrap();
+    }
+    stream.shutdown().await.unwrap();
+    assert_eq!(sink.await.unwrap(), TOTAL);
+    let secs = start.elapsed().as_secs_f64();
+    eprintln!(
+        "{} MiB in {secs:.2} s: {:.0} MiB/s",
+        TOTAL >> 20,
+        (TOTAL >> 20) as f64 / secs
+    );
 }
