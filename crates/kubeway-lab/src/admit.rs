@@ -94,6 +94,18 @@ fn default_pod_spec(spec: &mut Value) {
             set_default(c, "terminationMessagePath", json!("/dev/termination-log"));
             set_default(c, "terminationMessagePolicy", json!("File"));
             set_default(c, "resources", json!({}));
+            for probe in ["readinessProbe", "livenessProbe", "startupProbe"] {
+                if let Some(pr) = c.get_mut(probe).filter(|p| p.is_object()) {
+                    set_default(pr, "timeoutSeconds", json!(1));
+                    set_default(pr, "periodSeconds", json!(10));
+                    set_default(pr, "successThreshold", json!(1));
+                    set_default(pr, "failureThreshold", json!(3));
+                    if let Some(get) = pr.get_mut("httpGet").filter(|g| g.is_object()) {
+                        set_default(get, "scheme", json!("HTTP"));
+                        set_default(get, "path", json!("/"));
+                    }
+                }
+            }
             if let Some(ports) = c["ports"].as_array_mut() {
                 for p in ports {
                     set_default(p, "protocol", json!("TCP"));
@@ -210,10 +222,10 @@ fn default_workload(obj: &mut Value, deployment: bool) {
         );
     }
     default_pod_spec(&mut spec["template"]["spec"]);
-    if spec["template"]["metadata"]["creationTimestamp"].is_null() {
-        if let Some(m) = spec["template"]["metadata"].as_object_mut() {
-            m.remove("creationTimestamp");
-        }
+    if spec["template"]["metadata"]["creationTimestamp"].is_null()
+        && let Some(m) = spec["template"]["metadata"].as_object_mut()
+    {
+        m.remove("creationTimestamp");
     }
 }
 

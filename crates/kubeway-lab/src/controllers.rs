@@ -165,10 +165,10 @@ fn replicasets(ctx: &Ctx) {
                     },
                     "spec": t["spec"],
                 });
-                if pod["metadata"]["annotations"].is_null() {
-                    if let Some(m) = pod["metadata"].as_object_mut() {
-                        m.remove("annotations");
-                    }
+                if pod["metadata"]["annotations"].is_null()
+                    && let Some(m) = pod["metadata"].as_object_mut()
+                {
+                    m.remove("annotations");
                 }
                 if admit::admit_create(ctx, core("pods"), &mut pod).is_ok()
                     && let Ok(created) = ctx.store.create(core("pods"), pod)
@@ -450,10 +450,10 @@ fn deployments(ctx: &Ctx) {
             "updatedReplicas",
             "replicas",
         ] {
-            if status[k] == 0 {
-                if let Some(m) = status.as_object_mut() {
-                    m.remove(k);
-                }
+            if status[k] == 0
+                && let Some(m) = status.as_object_mut()
+            {
+                m.remove(k);
             }
         }
         // Only rewrite conditions when something besides their timestamps changed.

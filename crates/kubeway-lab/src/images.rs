@@ -251,7 +251,11 @@ pub async fn start(
                     let Ok((tcp, _)) = conn else { continue };
                     let _ = tcp.set_nodelay(true);
                     let n = shared.accepted.fetch_add(1, Ordering::Relaxed) + 1;
-                    if shared.sw.reset_every.is_some_and(|every| n % every == 0) {
+                    if shared
+                        .sw
+                        .reset_every
+                        .is_some_and(|every| n.is_multiple_of(every))
+                    {
                         reset(tcp);
                         continue;
                     }

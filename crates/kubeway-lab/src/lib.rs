@@ -82,7 +82,7 @@ pub enum LabError {
         what: String,
         /// Why.
         #[source]
-        source: status::ApiError,
+        source: Box<status::ApiError>,
     },
 }
 
@@ -331,7 +331,7 @@ fn bootstrap(ctx: &Ctx) -> Result<(), LabError> {
             .map(|_| ())
             .map_err(|source| LabError::Bootstrap {
                 what: plural.to_string(),
-                source,
+                source: Box::new(source),
             })
     };
     for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
@@ -339,7 +339,7 @@ fn bootstrap(ctx: &Ctx) -> Result<(), LabError> {
         admit::admit_create(ctx, core("namespaces"), &mut obj).map_err(|source| {
             LabError::Bootstrap {
                 what: "namespace".into(),
-                source,
+                source: Box::new(source),
             }
         })?;
         create("namespaces", obj)?;
@@ -351,7 +351,7 @@ fn bootstrap(ctx: &Ctx) -> Result<(), LabError> {
         "spec": {"clusterIP": "127.96.0.1", "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": ctx.api_addr().port()}]}});
     admit::admit_create(ctx, core("services"), &mut k).map_err(|source| LabError::Bootstrap {
         what: "kubernetes service".into(),
-        source,
+        source: Box::new(source),
     })?;
     create("services", k)?;
     Ok(())
@@ -439,7 +439,7 @@ impl Lab {
         if spec.sample {
             sample::deploy(&ctx).map_err(|source| LabError::Bootstrap {
                 what: "sample app".into(),
-                source,
+                source: Box::new(source),
             })?;
         }
         Ok(lab)

@@ -229,12 +229,11 @@ impl Store {
             .and_then(|m| m.get(&(ns.clone(), name.clone())))
             .cloned()
             .ok_or_else(|| ApiError::not_found(&res.qualified(), &name))?;
-        if check_rv {
-            if let Some(want) = rv_of(&obj) {
-                if Some(want) != rv_of(&old) {
-                    return Err(ApiError::conflict(&res.qualified(), &name));
-                }
-            }
+        if check_rv
+            && let Some(want) = rv_of(&obj)
+            && Some(want) != rv_of(&old)
+        {
+            return Err(ApiError::conflict(&res.qualified(), &name));
         }
         obj["apiVersion"] = json!(res.api_version());
         obj["kind"] = json!(res.kind);

@@ -375,7 +375,10 @@ fn event_cells(e: &Value) -> Vec<Value> {
     ]
 }
 
-fn columns(res: &ResourceDef) -> (Vec<Value>, fn(&Value) -> Vec<Value>) {
+/// Renders one object's cells.
+type Cells = fn(&Value) -> Vec<Value>;
+
+fn columns(res: &ResourceDef) -> (Vec<Value>, Cells) {
     let name = col(
         "Name",
         "string",
