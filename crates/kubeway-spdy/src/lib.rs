@@ -35,8 +35,10 @@ pub mod frame;
 pub mod fuzzing;
 pub mod header_block;
 pub mod session;
+pub mod tunnel;
 
 pub use codec::{DecoderLimits, FrameDecoder, FrameEncoder};
 pub use error::{CloseReason, DecodeError, EncodeError, SessionError, StreamError};
 pub use frame::{Frame, GoAwayStatus, Headers, RstStatus};
 pub use session::{Config, Incoming, IncomingStream, Keepalive, Role, Session, Stream};
+pub use tunnel::MessageTunnel;
