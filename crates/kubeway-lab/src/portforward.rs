@@ -1,6 +1,7 @@
 //! `pods/{name}/portforward`: negotiates the transport and carries bytes to the pod, dialing
-//! `localhost:port` inside the pod the way a container runtime does. Serves `v4.channel.k8s.io`
-//! and `v4.base64.channel.k8s.io` over WebSocket; the SPDY transports plug in at [`Transport`].
+//! `localhost:port` inside the pod the way a container runtime does. Serves all four wire
+//! variants: legacy SPDY/3.1 (`POST` + `Upgrade: SPDY/3.1`), SPDY tunnelled in WebSocket
+//! (`SPDY/3.1+portforward.k8s.io`, KEP-4006), and `v4.channel.k8s.io` / `v4.base64.channel.k8s.io`.
 
 use std::sync::Arc;
 
@@ -158,25 +159,65 @@ pub async fn handle(
             "port-forward needs a connection upgrade: WebSocket with v4.channel.k8s.io, v4.base64.channel.k8s.io or SPDY/3.1+portforward.k8s.io, or POST with Upgrade: SPDY/3.1",
         ));
     };
-    // Verb by transport: WebSocket upgrades are GETs, legacy SPDY is a POST (create).
-    match transport {
-        Transport::V4 | Transport::V4Base64 => {}
-        Transport::WsSpdy | Transport::Spdy => {
-            return Err(ApiError::bad_request(
-                "the kubeway lab does not serve the SPDY port-forward transports yet; use a v4.channel.k8s.io WebSocket client",
-            ));
+    let cancel = ctx.api_cancel();
+    if transport == Transport::Spdy {
+        let asked = req
+            .headers()
+            .get_all(HEADER_PROTOCOL_VERSION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(',').map(str::trim))
+            .any(|p| p == SPDY_PROTOCOL);
+        if !asked {
+            let mut r = crate::api::error_response(&ApiError::forbidden_plain(format!(
+                "unable to upgrade: no common stream protocol: the lab serves {SPDY_PROTOCOL}"
+            )));
+            r.headers_mut().insert(
+                HEADER_ACCEPTED_PROTOCOLS,
+                HeaderValue::from_static(SPDY_PROTOCOL),
+            );
+            return Ok(r);
         }
+        let upgrade = hyper::upgrade::on(&mut req);
+        tokio::spawn(async move {
+            let Ok(upgraded) = upgrade.await else { return };
+            tokio::select! {
+                _ = serve_spdy(ctx, TokioIo::new(upgraded), target) => {}
+                _ = cancel.cancelled() => {}
+            }
+        });
+        let mut r = Response::new(crate::api::json_response(200, &Value::Null).into_body());
+        *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        let h = r.headers_mut();
+        h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+        h.insert(header::UPGRADE, HeaderValue::from_static("SPDY/3.1"));
+        h.insert(
+            HEADER_PROTOCOL_VERSION,
+            HeaderValue::from_static(SPDY_PROTOCOL),
+        );
+        return Ok(r);
     }
-    let ports = parse_ports(&q)?;
     let key = req
         .headers()
         .get(header::SEC_WEBSOCKET_KEY)
         .map(|k| k.as_bytes().to_vec())
         .ok_or_else(|| ApiError::bad_request("missing Sec-WebSocket-Key"))?;
     let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(&key);
+    if transport == Transport::WsSpdy {
+        let upgrade = hyper::upgrade::on(&mut req);
+        tokio::spawn(async move {
+            let Ok(upgraded) = upgrade.await else { return };
+            let ws =
+                WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
+            tokio::select! {
+                _ = serve_spdy(ctx, kubeway_spdy::MessageTunnel::new(ws), target) => {}
+                _ = cancel.cancelled() => {}
+            }
+        });
+        return switching_websocket(&accept, transport);
+    }
+    let ports = parse_ports(&q)?;
     let upgrade = hyper::upgrade::on(&mut req);
-    let cancel = ctx.api_cancel();
-    let ctx2 = ctx.clone();
     tokio::spawn(async move {
         let upgraded = match upgrade.await {
             Ok(u) => u,
@@ -187,10 +228,14 @@ pub async fn handle(
         };
         let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
         tokio::select! {
-            _ = serve_v4(ctx2, ws, target, ports, transport == Transport::V4Base64) => {}
+            _ = serve_v4(ctx, ws, target, ports, transport == Transport::V4Base64) => {}
             _ = cancel.cancelled() => {}
         }
     });
+    switching_websocket(&accept, transport)
+}
+
+fn switching_websocket(accept: &str, transport: Transport) -> Result<Response<Body>, ApiError> {
     let mut r = Response::new(crate::api::json_response(200, &Value::Null).into_body());
     *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let h = r.headers_mut();
@@ -198,13 +243,129 @@ pub async fn handle(
     h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
     h.insert(
         header::SEC_WEBSOCKET_ACCEPT,
-        HeaderValue::from_str(&accept).map_err(|e| ApiError::internal(e.to_string()))?,
+        HeaderValue::from_str(accept).map_err(|e| ApiError::internal(e.to_string()))?,
     );
     h.insert(
         header::SEC_WEBSOCKET_PROTOCOL,
         HeaderValue::from_static(protocol_name(transport)),
     );
     Ok(r)
+}
+
+const SPDY_PROTOCOL: &str = "portforward.k8s.io";
+const HEADER_PROTOCOL_VERSION: &str = "x-stream-protocol-version";
+const HEADER_ACCEPTED_PROTOCOLS: &str = "x-accepted-stream-protocol-versions";
+/// How long the two streams of one forwarded connection may arrive apart, as the kubelet's
+/// `streamCreationTimeout`.
+const STREAM_PAIR_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+#[derive(Default)]
+struct Pair {
+    error: Option<kubeway_spdy::Stream>,
+    data: Option<kubeway_spdy::Stream>,
+    port: u16,
+}
+
+/// Serves one SPDY port-forward session, the way the kubelet's CRI streaming server does:
+/// every stream is answered, the error and data streams of a connection are paired by
+/// `requestid`, the pod is dialed, and a failure is written on that connection's error stream
+/// only. No WINDOW_UPDATE is ever sent.
+async fn serve_spdy<T>(ctx: Arc<Ctx>, io: T, pod: PodTarget)
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (session, mut incoming) = kubeway_spdy::Session::new(
+        io,
+        kubeway_spdy::Role::Server,
+        kubeway_spdy::Config::default(),
+    );
+    let mut pairs: std::collections::HashMap<String, Pair> = std::collections::HashMap::new();
+    let (expire_tx, mut expire_rx) = mpsc::unbounded_channel::<String>();
+    loop {
+        let inc = tokio::select! {
+            i = incoming.next() => match i { Some(i) => i, None => break },
+            Some(key) = expire_rx.recv() => {
+                if let Some(p) = pairs.remove(&key) {
+                    tracing::debug!(%key, "timed out waiting for the other stream of a port-forward connection");
+                    for s in [p.error, p.data].into_iter().flatten() {
+                        s.reset(kubeway_spdy::RstStatus::CANCEL);
+                    }
+                }
+                continue;
+            }
+        };
+        let h = inc.headers();
+        let stream_type = h.get("streamtype").unwrap_or_default().to_string();
+        let port = h
+            .get("port")
+            .and_then(|p| p.parse::<u16>().ok())
+            .filter(|p| *p > 0);
+        let id = inc.id();
+        let key = match h.get("requestid") {
+            Some(r) => r.to_string(),
+            None if stream_type == "error" => id.to_string(),
+            None => id.saturating_sub(2).to_string(),
+        };
+        let (Some(port), "error" | "data") = (port, stream_type.as_str()) else {
+            inc.reject(kubeway_spdy::RstStatus::PROTOCOL_ERROR);
+            continue;
+        };
+        let Ok(stream) = inc.accept(Vec::new(), false) else {
+            continue;
+        };
+        let pair = pairs.entry(key.clone()).or_insert_with(|| {
+            let tx = expire_tx.clone();
+            let k = key.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(STREAM_PAIR_TIMEOUT).await;
+                let _ = tx.send(k);
+            });
+            Pair {
+                port,
+                ..Pair::default()
+            }
+        });
+        if stream_type == "error" {
+            pair.error = Some(stream);
+        } else {
+            pair.data = Some(stream);
+        }
+        if pair.error.is_some() && pair.data.is_some() {
+            let Some(Pair {
+                error: Some(error),
+                data: Some(data),
+                port,
+            }) = pairs.remove(&key)
+            else {
+                continue;
+            };
+            let ctx = ctx.clone();
+            let pod = pod.clone();
+            tokio::spawn(forward_pair(ctx, pod, port, error, data));
+        }
+    }
+    drop(session);
+}
+
+async fn forward_pair(
+    ctx: Arc<Ctx>,
+    pod: PodTarget,
+    port: u16,
+    mut error: kubeway_spdy::Stream,
+    mut data: kubeway_spdy::Stream,
+) {
+    match pod.dial(&ctx, port).await {
+        Ok(mut tcp) => {
+            let _ = tokio::io::copy_bidirectional(&mut data, &mut tcp).await;
+            let _ = data.shutdown().await;
+            let _ = error.shutdown().await;
+        }
+        Err(text) => {
+            let _ = error.write_all(text.as_bytes()).await;
+            let _ = error.shutdown().await;
+            let _ = data.shutdown().await;
+        }
+    }
 }
 
 fn frame(base64: bool, ch: u8, payload: &[u8]) -> Message {

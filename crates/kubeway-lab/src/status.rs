@@ -110,6 +110,11 @@ impl ApiError {
         )
     }
 
+    /// 403 with a message of its own (a refused protocol negotiation).
+    pub fn forbidden_plain(message: impl Into<String>) -> Self {
+        Self::new(403, "Forbidden", message)
+    }
+
     /// 405 for a verb the resource does not support.
     pub fn method_not_allowed(verb: &str, qualified: &str) -> Self {
         Self::new(

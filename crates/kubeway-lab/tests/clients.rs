@@ -259,14 +259,6 @@ async fn kubectl_accepts_the_lab() {
         !ok && err.contains("NotFound") && err.contains("\"no-such-pod\" not found"),
         "{err}"
     );
-
-    // Port-forward: the SPDY transports are not served yet, and kubectl says so.
-    let (ok, _, err) = kubectl(&f, &["port-forward", &pod, ":8080"]).await;
-    assert!(
-        !ok,
-        "port-forward should fail until the SPDY transports exist"
-    );
-    assert!(err.contains("SPDY") || err.contains("not found"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
