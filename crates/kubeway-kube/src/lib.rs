@@ -1,6 +1,8 @@
 //! The only kubeway crate that talks to an API server: connecting through a kubeconfig, resolving
 //! targets to ready pods, and opening port-forward streams.
 
+pub mod snapshot;
+
 use std::path::PathBuf;
 
 use k8s_openapi::api::core::v1::{Pod, Service};

@@ -99,6 +99,59 @@ pub async fn connect(addr: SocketAddr) -> std::io::Result<TcpStream> {
     TcpStream::connect(addr).await
 }
 
+/// What a TCP reachability probe saw.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum Probe {
+    /// The connection was accepted.
+    Answered {
+        /// Time to connect, in milliseconds.
+        millis: u64,
+    },
+    /// The address answered with a reset: reachable, but nothing listens on the port.
+    Refused,
+    /// No answer within the timeout: typically a boundary that drops packets.
+    TimedOut,
+    /// The OS refused to send (no route, network unreachable, …).
+    Unreachable {
+        /// The OS error.
+        error: String,
+    },
+}
+
+impl Probe {
+    /// Whether something accepted the connection.
+    pub fn answered(&self) -> bool {
+        matches!(self, Probe::Answered { .. })
+    }
+}
+
+impl std::fmt::Display for Probe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Probe::Answered { millis } => write!(f, "answers ({millis} ms)"),
+            Probe::Refused => f.write_str("refused (nothing listens there for the host)"),
+            Probe::TimedOut => f.write_str("no answer (timed out)"),
+            Probe::Unreachable { error } => write!(f, "unreachable ({error})"),
+        }
+    }
+}
+
+/// Tries one TCP connection to `addr` and closes it at once.
+pub async fn probe(addr: SocketAddr, timeout: std::time::Duration) -> Probe {
+    let start = std::time::Instant::now();
+    match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+        Ok(Ok(_)) => Probe::Answered {
+            millis: start.elapsed().as_millis() as u64,
+        },
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => Probe::Refused,
+        Ok(Err(e)) => Probe::Unreachable {
+            error: e.to_string(),
+        },
+        Err(_) => Probe::TimedOut,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

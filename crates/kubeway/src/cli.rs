@@ -50,9 +50,39 @@ pub enum Command {
     /// Run a stand-in cluster for learning, demos and tests.
     #[command(subcommand)]
     Lab(LabCommand),
+    /// Which environment is behind the context (minikube and its driver, kind, k3d, k3s, Docker
+    /// Desktop, …), the evidence, whether the host can reach the nodes (probed live), LoadBalancer
+    /// support, and the way kubeway will take to reach Services.
+    Env(EnvArgs),
     /// A first minute with kubeway: start a lab with a sample app, reach `web` through a
     /// port-forward, fetch its page, and keep the way open until Ctrl-C.
     Demo(DemoArgs),
+}
+
+/// `kubeway env`.
+#[derive(Debug, Args)]
+pub struct EnvArgs {
+    /// How long each reachability probe may take.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub probe_timeout: std::time::Duration,
+}
+
+/// Parses `500ms`, `2s`, `1m`.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let (num, unit) = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .map(|i| s.split_at(i))
+        .unwrap_or((s, "s"));
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration; write e.g. 500ms, 2s or 1m"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        _ => return Err(format!("unknown unit {unit:?} in {s:?}; use ms, s or m")),
+    };
+    Ok(std::time::Duration::from_secs_f64(secs))
 }
 
 /// `kubeway lab …`.
@@ -153,7 +183,11 @@ pub struct DemoArgs {
 
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> Result<()> {
+    if let Command::Env(args) = &cli.command {
+        return crate::env::run(&cli, args.probe_timeout).await;
+    }
     match cli.command {
+        Command::Env(_) => Ok(()),
         Command::Lab(LabCommand::Up(args)) => crate::lab::up(args, cli.output).await,
         Command::Demo(args) => crate::demo::run(args, cli.output).await,
     }
@@ -185,5 +219,11 @@ mod tests {
         };
         assert!(!up.sample);
         assert!(Cli::try_parse_from(["kubeway", "lab", "up", "--persona", "moon"]).is_err());
+        assert_eq!(
+            parse_duration("250ms"),
+            Ok(std::time::Duration::from_millis(250))
+        );
+        assert_eq!(parse_duration("2"), Ok(std::time::Duration::from_secs(2)));
+        assert!(parse_duration("2h").is_err());
     }
 }

@@ -2,6 +2,7 @@
 
 mod cli;
 mod demo;
+mod env;
 mod lab;
 
 use std::process::ExitCode;
