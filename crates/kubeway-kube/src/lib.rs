@@ -1,6 +1,7 @@
 //! The only kubeway crate that talks to an API server: connecting through a kubeconfig, resolving
-//! targets to ready pods, and opening port-forward streams.
+//! targets to ready pods, and opening port-forward streams ([`portforward`]).
 
+pub mod portforward;
 pub mod snapshot;
 
 use std::path::PathBuf;
@@ -11,6 +12,10 @@ use kube::api::{Api, ListParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kubeway_core::target::PortRef;
 use tokio::io::{AsyncRead, AsyncWrite};
+
+pub use portforward::{
+    ConnectionError, ForwardError, ForwardOptions, ForwardStats, PfStream, PortForwarder, Transport,
+};
 
 /// Failures talking to a cluster, each naming what to do.
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +90,9 @@ pub enum KubeError {
         #[source]
         source: kube::Error,
     },
+    /// Opening a port-forward connection failed (see [`ForwardError`]).
+    #[error(transparent)]
+    Forward(#[from] ForwardError),
     /// The port-forward session opened without a stream for the port.
     #[error("the port-forward to pod {pod} opened no stream for port {port}")]
     NoStream {

@@ -1,0 +1,388 @@
+//! One forwarded connection as a byte stream ([`PfStream`]), watching the server's per-connection
+//! error report so that a failure fails this connection only.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll, Wake, Waker};
+
+use futures::task::AtomicWaker;
+use tokio::io::{AsyncRead, AsyncWrite, DuplexStream, ReadBuf};
+
+use super::Transport;
+use super::pool::Counters;
+
+/// The largest error report kept; the rest is dropped.
+const MAX_ERROR_TEXT: usize = 64 * 1024;
+
+/// Why one forwarded connection failed while the session carrying it stayed up. Returned inside
+/// the `io::Error`s of [`PfStream`] (reach it with `io::Error::get_ref` and `downcast_ref`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectionError {
+    /// The kubelet or container runtime reported a failure on this connection's error stream,
+    /// for example `error forwarding port 9000 to pod echo-1, uid …: … connection refused`.
+    #[error("{message}")]
+    Remote {
+        /// The server's text, as sent.
+        message: String,
+    },
+    /// The error stream broke before it reported anything, so the connection's outcome is
+    /// unknown.
+    #[error("the port-forward error stream failed ({reason}); treat the connection as broken")]
+    ErrorStream {
+        /// Why it broke.
+        reason: String,
+    },
+}
+
+impl ConnectionError {
+    fn to_io(&self) -> io::Error {
+        io::Error::other(self.clone())
+    }
+}
+
+/// Wakes both the reading and the writing task when the error report arrives.
+#[derive(Default)]
+struct FanOut {
+    read: AtomicWaker,
+    write: AtomicWaker,
+    /// For `v4.channel.k8s.io`: the report, once the background task has it (`Some(None)` means
+    /// the channel closed without a report).
+    v4: Mutex<Option<Option<String>>>,
+}
+
+impl Wake for FanOut {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.read.wake();
+        self.write.wake();
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Side {
+    Read,
+    Write,
+}
+
+enum Source {
+    /// The SPDY error stream and the text read from it so far.
+    Spdy {
+        stream: kubeway_spdy::Stream,
+        text: Vec<u8>,
+    },
+    /// Filled in by the task awaiting kube-rs' error channel.
+    V4,
+}
+
+/// Follows a connection's error report without blocking the data path.
+struct ErrorWatch {
+    source: Source,
+    fan_out: Arc<FanOut>,
+    waker: Waker,
+    /// `Some` once the report is complete: `Some(None)` for a clean end.
+    resolved: Option<Option<ConnectionError>>,
+}
+
+impl ErrorWatch {
+    fn new(source: Source) -> Self {
+        let fan_out = Arc::new(FanOut::default());
+        let waker = Waker::from(Arc::clone(&fan_out));
+        Self {
+            source,
+            fan_out,
+            waker,
+            resolved: None,
+        }
+    }
+
+    /// The failure, once the report says so; registers the caller for wake-up otherwise.
+    fn poll(&mut self, side: Side, cx: &Context<'_>) -> Option<ConnectionError> {
+        if let Some(r) = &self.resolved {
+            return r.clone();
+        }
+        match side {
+            Side::Read => self.fan_out.read.register(cx.waker()),
+            Side::Write => self.fan_out.write.register(cx.waker()),
+        }
+        let resolved = match &mut self.source {
+            Source::Spdy { stream, text } => {
+                let mut ecx = Context::from_waker(&self.waker);
+                loop {
+                    let mut chunk = [0u8; 1024];
+                    let mut buf = ReadBuf::new(&mut chunk);
+                    match Pin::new(&mut *stream).poll_read(&mut ecx, &mut buf) {
+                        Poll::Pending => return None,
+                        Poll::Ready(Ok(())) if buf.filled().is_empty() => {
+                            break remote(text);
+                        }
+                        Poll::Ready(Ok(())) => {
+                            let room = MAX_ERROR_TEXT.saturating_sub(text.len());
+                            let n = buf.filled().len().min(room);
+                            text.extend_from_slice(&buf.filled()[..n]);
+                        }
+                        Poll::Ready(Err(e)) => {
+                            break remote(text).or_else(|| {
+                                Some(ConnectionError::ErrorStream {
+                                    reason: e.to_string(),
+                                })
+                            });
+                        }
+                    }
+                }
+            }
+            Source::V4 => match &*self
+                .fan_out
+                .v4
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+            {
+                None => return None,
+                Some(None) => None,
+                Some(Some(text)) => remote(text.as_bytes()),
+            },
+        };
+        self.resolved = Some(resolved.clone());
+        resolved
+    }
+
+    /// The failure known so far, for when the data stream has ended: text that arrived without
+    /// its end counts.
+    fn settle(&mut self, side: Side, cx: &Context<'_>) -> Option<ConnectionError> {
+        if let Some(e) = self.poll(side, cx) {
+            return Some(e);
+        }
+        match &self.source {
+            Source::Spdy { text, .. } if self.resolved.is_none() => remote(text),
+            _ => None,
+        }
+    }
+}
+
+fn remote(text: &[u8]) -> Option<ConnectionError> {
+    let message = String::from_utf8_lossy(text).trim().to_string();
+    (!message.is_empty()).then_some(ConnectionError::Remote { message })
+}
+
+/// Counts a connection as active until dropped.
+pub(crate) struct ConnGuard {
+    counters: Arc<Counters>,
+}
+
+impl ConnGuard {
+    pub(crate) fn new(counters: Arc<Counters>) -> Self {
+        counters.connections_opened.fetch_add(1, Ordering::Relaxed);
+        counters.connections_active.fetch_add(1, Ordering::Relaxed);
+        Self { counters }
+    }
+}
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        self.counters
+            .connections_active
+            .fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+enum Io {
+    Spdy(kubeway_spdy::Stream),
+    V4(DuplexStream),
+}
+
+/// One forwarded connection to `localhost:PORT` in the pod: `AsyncRead + AsyncWrite`.
+///
+/// - Reading returns the pod's bytes; EOF when the pod closed its side. If the server reports a
+///   failure for this connection (the kubelet's `error forwarding port …` text), reads and writes
+///   fail with an `io::Error` carrying a [`ConnectionError`] and, on SPDY, the data stream is
+///   reset. Other connections and the session are not affected.
+/// - `shutdown` half-closes on the SPDY transports (the pod reads EOF and may still answer). On
+///   `v4.channel.k8s.io` there is no way to say so: `shutdown` does nothing and the connection
+///   ends when the pod closes it or the stream is dropped.
+/// - Dropping the stream before both directions finished resets it.
+pub struct PfStream {
+    io: Io,
+    watch: ErrorWatch,
+    failed: Option<ConnectionError>,
+    transport: Transport,
+    guard: ConnGuard,
+}
+
+impl std::fmt::Debug for PfStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PfStream")
+            .field("transport", &self.transport)
+            .field("failed", &self.failed)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PfStream {
+    /// A connection carried by the SPDY streams of one request id.
+    pub(crate) fn spdy(
+        data: kubeway_spdy::Stream,
+        error: kubeway_spdy::Stream,
+        transport: Transport,
+        guard: ConnGuard,
+    ) -> Self {
+        Self {
+            io: Io::Spdy(data),
+            watch: ErrorWatch::new(Source::Spdy {
+                stream: error,
+                text: Vec::new(),
+            }),
+            failed: None,
+            transport,
+            guard,
+        }
+    }
+
+    /// A connection carried by its own `v4.channel.k8s.io` WebSocket; `error` resolves to the
+    /// error channel's text, if any.
+    pub(crate) fn v4<F>(data: DuplexStream, error: Option<F>, guard: ConnGuard) -> Self
+    where
+        F: Future<Output = Option<String>> + Send + 'static,
+    {
+        let watch = ErrorWatch::new(Source::V4);
+        let fan_out = Arc::clone(&watch.fan_out);
+        match error {
+            Some(report) => {
+                tokio::spawn(async move {
+                    let text = report.await;
+                    *fan_out.v4.lock().unwrap_or_else(PoisonError::into_inner) = Some(text);
+                    fan_out.wake_by_ref();
+                });
+            }
+            None => *fan_out.v4.lock().unwrap_or_else(PoisonError::into_inner) = Some(None),
+        }
+        Self {
+            io: Io::V4(data),
+            watch,
+            failed: None,
+            transport: Transport::V4,
+            guard,
+        }
+    }
+
+    /// The transport carrying this connection.
+    pub fn transport(&self) -> Transport {
+        self.transport
+    }
+
+    /// The failure the server reported for this connection, if any so far.
+    pub fn failure(&self) -> Option<&ConnectionError> {
+        self.failed.as_ref()
+    }
+
+    /// Records the failure, resets the data stream and returns the error for the caller.
+    fn fail(&mut self, e: ConnectionError) -> io::Error {
+        if self.failed.is_none() {
+            tracing::debug!(error = %e, "port-forward connection failed");
+            self.guard
+                .counters
+                .connections_failed
+                .fetch_add(1, Ordering::Relaxed);
+            if let Io::Spdy(data) = &self.io {
+                data.reset(kubeway_spdy::RstStatus::CANCEL);
+            }
+            self.failed = Some(e);
+        }
+        self.failed
+            .as_ref()
+            .map(ConnectionError::to_io)
+            .unwrap_or_else(|| io::Error::other("port-forward connection failed"))
+    }
+
+    /// The error to return before touching the data path, if the connection already failed.
+    fn check(&mut self, side: Side, cx: &Context<'_>) -> Option<io::Error> {
+        if let Some(e) = &self.failed {
+            return Some(e.to_io());
+        }
+        self.watch.poll(side, cx).map(|e| self.fail(e))
+    }
+}
+
+impl AsyncRead for PfStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if let Some(e) = this.check(Side::Read, cx) {
+            return Poll::Ready(Err(e));
+        }
+        let before = buf.filled().len();
+        let result = match &mut this.io {
+            Io::Spdy(s) => Pin::new(s).poll_read(cx, buf),
+            Io::V4(s) => Pin::new(s).poll_read(cx, buf),
+        };
+        match result {
+            Poll::Ready(Ok(())) if buf.filled().len() == before && buf.remaining() > 0 => {
+                // The pod side ended: a failure report, if any, arrived before the end.
+                match this.watch.settle(Side::Read, cx) {
+                    Some(e) => Poll::Ready(Err(this.fail(e))),
+                    None => Poll::Ready(Ok(())),
+                }
+            }
+            Poll::Ready(Err(err)) => match this.watch.settle(Side::Read, cx) {
+                Some(e) => Poll::Ready(Err(this.fail(e))),
+                None => Poll::Ready(Err(err)),
+            },
+            other => other,
+        }
+    }
+}
+
+impl AsyncWrite for PfStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if let Some(e) = this.check(Side::Write, cx) {
+            return Poll::Ready(Err(e));
+        }
+        let result = match &mut this.io {
+            Io::Spdy(s) => Pin::new(s).poll_write(cx, buf),
+            Io::V4(s) => Pin::new(s).poll_write(cx, buf),
+        };
+        match result {
+            Poll::Ready(Err(err)) => match this.watch.settle(Side::Write, cx) {
+                Some(e) => Poll::Ready(Err(this.fail(e))),
+                None => Poll::Ready(Err(err)),
+            },
+            other => other,
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if let Some(e) = &this.failed {
+            return Poll::Ready(Err(e.to_io()));
+        }
+        match &mut this.io {
+            Io::Spdy(s) => Pin::new(s).poll_flush(cx),
+            Io::V4(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if let Some(e) = &this.failed {
+            return Poll::Ready(Err(e.to_io()));
+        }
+        match &mut this.io {
+            Io::Spdy(s) => Pin::new(s).poll_shutdown(cx),
+            // v4.channel.k8s.io cannot carry a half-close; kube-rs would tear the whole
+            // connection down (dropping the pod's answer), so local EOF stays local.
+            Io::V4(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+}
