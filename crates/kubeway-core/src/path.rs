@@ -229,7 +229,9 @@ pub struct Way {
     pub address: Option<String>,
     /// The ids of the hops it uses, from the host to the pod.
     pub hops: Vec<String>,
-    /// Whether it works: `ok` when proven end to end, otherwise the worst of its hops.
+    /// Whether it works: `ok` when proven end to end; `warning` when only the environment
+    /// blocks it and another way works; otherwise the worst of its hops (`broken` before
+    /// `unknown`).
     pub status: Status,
     /// The command that uses it (`curl http://…`, `kubeway forward …`).
     pub command: Option<String>,

@@ -1,5 +1,5 @@
 //! Diagnosis of the path from the host to a target's pods: [`ExplainFacts`] in, a
-//! [`PathReport`](crate::path::PathReport) out, with every hop checked and the broken layer named.
+//! [`PathReport`] out, with every hop checked and the broken layer named.
 //!
 //! # Ways
 //!

@@ -2602,18 +2602,14 @@ impl<'a> Engine<'a> {
                 }
             }
         }
-        // Re-derive way statuses after demotions (a warning hop does not block a way).
-        let statuses: BTreeMap<String, Status> = self
-            .hops
-            .values()
-            .map(|h| (h.id.clone(), h.status))
-            .collect();
-        for w in &mut self.ways {
-            if w.status != Status::Ok {
-                w.status = way_status(w.hops.iter().filter_map(|id| statuses.get(id).copied()));
-                if w.status == Status::Ok {
-                    // Not proven end to end: only ok when every hop is.
-                    w.status = Status::Unknown;
+        // A way blocked only by the environment while another way works is a warning, not a
+        // failure: it is expected here, and the verdict says which way to use instead.
+        for d in &self.drafts {
+            if d.environmental && d.finding.severity == Severity::Warning {
+                for w in &mut self.ways {
+                    if d.finding.ways.contains(&w.kind) && w.status == Status::Broken {
+                        w.status = Status::Warning;
+                    }
                 }
             }
         }

@@ -940,4 +940,27 @@ fn print_samples() {
     }];
     println!("{}", crate::render::text(&explain(&f), false));
     println!("{}", crate::render::text(&explain(&healthy()), false));
+    if let Ok(dir) = std::env::var("KUBEWAY_SVG_OUT") {
+        let _ = std::fs::write(
+            format!("{dir}/healthy.svg"),
+            crate::render::svg(&explain(&healthy())),
+        );
+        let _ = std::fs::write(
+            format!("{dir}/boundary.svg"),
+            crate::render::svg(&explain(&boundary())),
+        );
+        let mut f = healthy();
+        f.pods.clear();
+        f.endpoints.clear();
+        f.portforward.clear();
+        f.node_probes.clear();
+        f.namespace_pods = vec![PodLabels {
+            name: "web-v2-7d9c".into(),
+            labels: labels(&[("app", "web-v2")]),
+        }];
+        let _ = std::fs::write(
+            format!("{dir}/selector.svg"),
+            crate::render::svg(&explain(&f)),
+        );
+    }
 }
