@@ -313,3 +313,78 @@ async fn a_dead_session_is_redialed_transparently() {
         assert_eq!(stats.sessions_alive, 1, "{t}: {stats:?}");
     }
 }
+
+/// Opens `n` connections that echo 4 KiB rounds until they fail; returns once each has done a
+/// few rounds.
+async fn endless_load(
+    fwd: &PortForwarder,
+    seed: u64,
+    n: u64,
+) -> tokio::task::JoinSet<io::Result<()>> {
+    let (started_tx, mut started_rx) = tokio::sync::mpsc::channel::<()>(n as usize);
+    let mut load = tokio::task::JoinSet::new();
+    for k in 0..n {
+        let fwd = fwd.clone();
+        let started = started_tx.clone();
+        load.spawn(async move {
+            let mut s = fwd.connect(ECHO).await.map_err(io::Error::other)?;
+            let mut rng = common::Prng::new(seed * 1000 + k);
+            let (mut buf, mut back) = (vec![0u8; 4096], vec![0u8; 4096]);
+            for round in 0u64.. {
+                rng.fill(&mut buf);
+                tokio::io::AsyncWriteExt::write_all(&mut s, &buf).await?;
+                s.read_exact(&mut back).await?;
+                assert_eq!(buf, back, "echo is exact until the cut");
+                if round == 2 {
+                    let _ = started.send(()).await;
+                }
+            }
+            Ok(())
+        });
+    }
+    for _ in 0..n {
+        started_rx.recv().await.expect("every connection runs");
+    }
+    load
+}
+
+#[tokio::test]
+async fn sessions_cut_by_the_server_under_load_are_replaced() {
+    let fake = FakeApi::start(Behaviour {
+        ws_spdy: Answer::Serve,
+        spdy: Answer::Serve,
+        v4: Answer::Serve,
+    })
+    .await;
+    for (i, t) in [Transport::WsSpdy, Transport::Spdy].into_iter().enumerate() {
+        let fwd = forwarder(&fake, "p", forced(t));
+        let mut load = endless_load(&fwd, i as u64, 20).await;
+        let before = fwd.stats();
+        assert!(before.sessions_alive >= 1, "{t}: {before:?}");
+        fake.cut_all();
+        while let Some(r) = load.join_next().await {
+            let err = r.expect("no panic").expect_err("a cut connection fails");
+            assert!(
+                matches!(
+                    err.kind(),
+                    io::ErrorKind::ConnectionAborted
+                        | io::ErrorKind::ConnectionReset
+                        | io::ErrorKind::UnexpectedEof
+                        | io::ErrorKind::Other
+                ),
+                "{t}: {err:?}"
+            );
+        }
+        for k in 0..20 {
+            echo_ok(&fwd, 100 + k, 20_000, true).await;
+        }
+        let after = fwd.stats();
+        assert!(
+            after.sessions_lost >= before.sessions_alive as u64,
+            "{t}: every session alive at the cut is lost: {before:?} {after:?}"
+        );
+        assert!(after.sessions_replaced >= 1, "{t}: {after:?}");
+        assert!(after.sessions_alive >= 1, "{t}: {after:?}");
+        assert_eq!(after.transport, Some(t));
+    }
+}

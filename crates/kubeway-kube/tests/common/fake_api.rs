@@ -1,7 +1,8 @@
 //! A fake API server on 127.0.0.1 (plain HTTP) that serves only `pods/{name}/portforward`, with
 //! each transport served, refused with a status, or "upgraded" without selecting the protocol;
 //! it records every upgrade and every SPDY stream it sees. Streams of port 9000 echo; port 9999
-//! fails with a kubelet-style error report.
+//! fails with a kubelet-style error report. [`FakeApi::cut_all`] closes every upgraded TCP
+//! connection at once, as an API server restart does.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -68,6 +69,8 @@ pub struct FakeApi {
     pub addr: SocketAddr,
     log: Arc<Mutex<Log>>,
     cancel: CancellationToken,
+    /// Cancelled (and replaced) by [`FakeApi::cut_all`].
+    cut: Arc<Mutex<CancellationToken>>,
 }
 
 impl Drop for FakeApi {
@@ -82,18 +85,20 @@ impl FakeApi {
         let addr = listener.local_addr().expect("addr");
         let log = Arc::new(Mutex::new(Log::default()));
         let cancel = CancellationToken::new();
-        let (log2, cancel2) = (Arc::clone(&log), cancel.clone());
+        let cut = Arc::new(Mutex::new(cancel.child_token()));
+        let (log2, cut2, cancel2) = (Arc::clone(&log), Arc::clone(&cut), cancel.clone());
         tokio::spawn(async move {
             loop {
                 let tcp = tokio::select! {
                     r = listener.accept() => match r { Ok((t, _)) => t, Err(_) => continue },
                     () = cancel2.cancelled() => return,
                 };
-                let (log, cancel) = (Arc::clone(&log2), cancel2.clone());
+                let (log, cut) = (Arc::clone(&log2), Arc::clone(&cut2));
                 tokio::spawn(async move {
                     let svc = hyper::service::service_fn(move |req| {
-                        let (log, cancel) = (Arc::clone(&log), cancel.clone());
-                        async move { Ok::<_, Infallible>(answer(req, behaviour, log, cancel)) }
+                        let log = Arc::clone(&log);
+                        let cut = cut.lock().expect("cut").clone();
+                        async move { Ok::<_, Infallible>(answer(req, behaviour, log, cut)) }
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(tcp), svc)
@@ -102,7 +107,19 @@ impl FakeApi {
                 });
             }
         });
-        Self { addr, log, cancel }
+        Self {
+            addr,
+            log,
+            cancel,
+            cut,
+        }
+    }
+
+    /// Closes every upgraded connection now (later ones are served normally).
+    pub fn cut_all(&self) {
+        let mut cut = self.cut.lock().expect("cut");
+        cut.cancel();
+        *cut = self.cancel.child_token();
     }
 
     /// A cluster whose client talks to this fake.
@@ -239,7 +256,18 @@ fn answer(
             let Ok(upgraded) = on_upgrade.await else {
                 return;
             };
-            let io = TokioIo::new(upgraded);
+            // The session runs on one end of a pipe; the pump to the socket stops at the cut,
+            // which closes the TCP connection whatever the session's streams are doing.
+            let (inner, mut outer) = tokio::io::duplex(256 * 1024);
+            let mut socket = TokioIo::new(upgraded);
+            let cut = cancel.clone();
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = tokio::io::copy_bidirectional(&mut socket, &mut outer) => {}
+                    () = cut.cancelled() => {}
+                }
+            });
+            let io = inner;
             let serve = async move {
                 match kind {
                     "spdy" => serve_spdy(io, log).await,

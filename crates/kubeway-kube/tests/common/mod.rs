@@ -22,9 +22,9 @@ pub const ECHO_PORT: u16 = 9000;
 /// The blob pod's port (`source N\n`, `sink\n`).
 pub const BLOB_PORT: u16 = 9001;
 
-/// Heavy tests take turns: the machine has few cores, and timeouts should not depend on how
-/// many tests happen to run at once.
-pub static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+/// Labs take turns within a test binary: two labs in one process give their pods the same
+/// loopback addresses, and the machine has few cores.
+static LAB_TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// A lab with the sample app, its kubeconfig on disk, and a connected [`Cluster`].
 pub struct Fixture {
@@ -33,10 +33,12 @@ pub struct Fixture {
     pub kubeconfig: PathBuf,
     pub cluster: Cluster,
     pub echo: String,
+    _turn: tokio::sync::MutexGuard<'static, ()>,
 }
 
 impl Fixture {
     pub async fn sample() -> Self {
+        let turn = LAB_TURN.lock().await;
         let lab = Lab::start(LabSpec::default().with_sample())
             .await
             .expect("lab starts");
@@ -67,6 +69,7 @@ impl Fixture {
             kubeconfig,
             cluster,
             echo,
+            _turn: turn,
         }
     }
 
