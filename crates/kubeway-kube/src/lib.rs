@@ -1,6 +1,7 @@
 //! The only kubeway crate that talks to an API server: connecting through a kubeconfig, resolving
 //! targets to ready pods, and opening port-forward streams ([`portforward`]).
 
+pub mod backends;
 pub mod portforward;
 pub mod snapshot;
 
@@ -100,6 +101,24 @@ pub enum KubeError {
         pod: String,
         /// Port.
         port: u16,
+    },
+    /// The target does not exist.
+    #[error("{what} not found: {hint}")]
+    TargetNotFound {
+        /// What was looked for, and where.
+        what: String,
+        /// Near names, or what to check.
+        hint: String,
+    },
+    /// The port is not TCP.
+    #[error(
+        "{what} is {protocol}: port-forward carries TCP only ({protocol} is not supported yet)"
+    )]
+    NotTcp {
+        /// Which port.
+        what: String,
+        /// Its protocol.
+        protocol: String,
     },
 }
 

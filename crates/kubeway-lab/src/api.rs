@@ -928,6 +928,14 @@ fn delete(
             return Err(ApiError::conflict(&rr.res.qualified(), &name));
         }
     }
+    if rr.res.kind == "Pod" {
+        let grace = opts["gracePeriodSeconds"]
+            .as_i64()
+            .or_else(|| q.get("gracePeriodSeconds").and_then(|g| g.parse().ok()));
+        if let Some(pod) = crate::controllers::terminate_pod(&ctx.store, ns_of(rr), &name, grace)? {
+            return Ok(json_response(200, &pod));
+        }
+    }
     let gone = ctx.store.delete(rr.res, ns_of(rr), &name)?;
     let uid = gone["metadata"]["uid"]
         .as_str()

@@ -78,6 +78,47 @@ fn pod_ready(pod: &Value) -> bool {
     })
 }
 
+/// Starts the graceful deletion of a scheduled pod: sets `deletionTimestamp` (the kubelet stops
+/// it and removes the object). Returns None when the pod must be deleted at once instead
+/// (unscheduled, or a grace period of 0).
+pub fn terminate_pod(
+    store: &Store,
+    ns: &str,
+    name: &str,
+    grace: Option<i64>,
+) -> Result<Option<Arc<Value>>, crate::status::ApiError> {
+    let pods = core("pods");
+    let pod = store
+        .get(pods, ns, name)
+        .ok_or_else(|| crate::status::ApiError::not_found("pods", name))?;
+    if pod["metadata"]["deletionTimestamp"].is_string() {
+        return Ok(Some(pod));
+    }
+    let scheduled = !pod["spec"]["nodeName"]
+        .as_str()
+        .unwrap_or_default()
+        .is_empty();
+    let grace = grace.unwrap_or_else(|| {
+        pod["spec"]["terminationGracePeriodSeconds"]
+            .as_i64()
+            .unwrap_or(30)
+    });
+    if !scheduled || grace == 0 {
+        return Ok(None);
+    }
+    store
+        .mutate_retry(pods, ns, name, |p| {
+            p["metadata"]["deletionTimestamp"] = json!(now_rfc3339());
+            p["metadata"]["deletionGracePeriodSeconds"] = json!(grace);
+            Ok(())
+        })
+        .map(Some)
+}
+
+fn terminating(pod: &Value) -> bool {
+    pod["metadata"]["deletionTimestamp"].is_string()
+}
+
 /// Runs every controller once.
 pub fn reconcile(ctx: &Ctx) {
     schedule(ctx);
@@ -150,6 +191,7 @@ fn replicasets(ctx: &Ctx) {
         let mut mine: Vec<&Arc<Value>> = pods
             .iter()
             .filter(|p| p["metadata"]["namespace"] == ns.as_str() && owned_by(p, &rs_uid))
+            .filter(|p| !terminating(p))
             .collect();
         let want = rs["spec"]["replicas"].as_i64().unwrap_or(1).max(0) as usize;
         if mine.len() < want {
@@ -205,7 +247,12 @@ fn replicasets(ctx: &Ctx) {
             });
             for p in mine.iter().take(mine.len() - want) {
                 let (pns, pname) = ns_name(p);
-                if ctx.store.delete(core("pods"), &pns, &pname).is_ok() {
+                let gone = match terminate_pod(&ctx.store, &pns, &pname, None) {
+                    Ok(Some(_)) => true,
+                    Ok(None) => ctx.store.delete(core("pods"), &pns, &pname).is_ok(),
+                    Err(_) => false,
+                };
+                if gone {
                     record_event(
                         &ctx.store,
                         &involved(&rs),
@@ -218,7 +265,10 @@ fn replicasets(ctx: &Ctx) {
             }
         }
         let (pods_now, _) = ctx.store.list(core("pods"), Some(&ns));
-        let mine: Vec<_> = pods_now.iter().filter(|p| owned_by(p, &rs_uid)).collect();
+        let mine: Vec<_> = pods_now
+            .iter()
+            .filter(|p| owned_by(p, &rs_uid) && !terminating(p))
+            .collect();
         let ready = mine.iter().filter(|p| pod_ready(p)).count() as i64;
         let labeled = mine
             .iter()
@@ -569,10 +619,11 @@ fn endpoints(ctx: &Ctx) {
             let endpoints: Vec<Value> = group
                 .iter()
                 .map(|p| {
-                    let ready = pod_ready(p);
+                    let serving = pod_ready(p);
+                    let ending = terminating(p);
                     json!({
                         "addresses": [p["status"]["podIP"]],
-                        "conditions": {"ready": ready, "serving": ready, "terminating": false},
+                        "conditions": {"ready": serving && !ending, "serving": serving, "terminating": ending},
                         "nodeName": p["spec"]["nodeName"],
                         "targetRef": {"kind": "Pod", "namespace": ns, "name": p["metadata"]["name"], "uid": p["metadata"]["uid"]},
                     })
@@ -604,7 +655,8 @@ fn endpoints(ctx: &Ctx) {
                 }
             }
             if !group.is_empty() {
-                let (ready, not_ready): (Vec<_>, Vec<_>) = group.iter().partition(|p| pod_ready(p));
+                let (ready, not_ready): (Vec<_>, Vec<_>) =
+                    group.iter().partition(|p| pod_ready(p) && !terminating(p));
                 let addr = |p: &&&Arc<Value>| json!({"ip": p["status"]["podIP"], "nodeName": p["spec"]["nodeName"], "targetRef": {"kind": "Pod", "namespace": ns, "name": p["metadata"]["name"], "uid": p["metadata"]["uid"]}});
                 let mut subset = json!({"ports": ports});
                 if !ready.is_empty() {

@@ -177,18 +177,35 @@ pub struct Identity {
     pub container: String,
 }
 
-/// A running container: its servers stop when it is dropped or stopped.
+/// A running container. [`Running::stop`] is a graceful stop (no new connections, open ones get
+/// [`GRACE`] to finish, as an app draining on SIGTERM); [`Running::kill`] ends everything at once
+/// (a crash). Dropping it stops gracefully.
 pub struct Running {
-    cancel: CancellationToken,
+    accept: CancellationToken,
+    conns: CancellationToken,
     started: Instant,
     /// (address, container port) → actually bound port (differs when a privileged port was remapped).
     pub bound: Vec<(IpAddr, u16, u16)>,
 }
 
+/// How long open connections may run on after a graceful stop.
+pub const GRACE: Duration = Duration::from_secs(5);
+
 impl Running {
-    /// Stops accepting; open connections end with the container.
+    /// Stops accepting; open connections get [`GRACE`] to finish.
     pub fn stop(&self) {
-        self.cancel.cancel();
+        self.accept.cancel();
+        let conns = self.conns.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(GRACE).await;
+            conns.cancel();
+        });
+    }
+
+    /// Ends every listener and connection now.
+    pub fn kill(&self) {
+        self.accept.cancel();
+        self.conns.cancel();
     }
 
     /// Time since start.
@@ -199,7 +216,9 @@ impl Running {
 
 impl Drop for Running {
     fn drop(&mut self) {
-        self.cancel.cancel();
+        if !self.accept.is_cancelled() {
+            self.stop();
+        }
     }
 }
 
@@ -227,7 +246,8 @@ pub async fn start(
     addrs: &[IpAddr],
     ports: &[u16],
 ) -> std::io::Result<Running> {
-    let cancel = CancellationToken::new();
+    let accept = CancellationToken::new();
+    let conns = CancellationToken::new();
     let started = Instant::now();
     let mut bound = Vec::new();
     let shared = Arc::new(Shared {
@@ -240,7 +260,8 @@ pub async fn start(
         for &port in ports {
             let (listener, actual) = bind(ip, port).await?;
             bound.push((ip, port, actual));
-            let cancel = cancel.clone();
+            let cancel = accept.clone();
+            let conns = conns.clone();
             let shared = shared.clone();
             tokio::spawn(async move {
                 loop {
@@ -260,11 +281,11 @@ pub async fn start(
                         continue;
                     }
                     let shared = shared.clone();
-                    let cancel = cancel.clone();
+                    let conns = conns.clone();
                     tokio::spawn(async move {
                         tokio::select! {
                             _ = serve(image, shared, tcp) => {}
-                            _ = cancel.cancelled() => {}
+                            _ = conns.cancelled() => {}
                         }
                     });
                 }
@@ -272,7 +293,8 @@ pub async fn start(
         }
     }
     Ok(Running {
-        cancel,
+        accept,
+        conns,
         started,
         bound,
     })

@@ -40,10 +40,21 @@ impl Default for LabNet {
     }
 }
 
+/// The port a lab holds on each address it uses, so that labs running side by side (tests,
+/// several `kubeway lab up`) never hand out the same address: whoever binds it owns it.
+pub const CLAIM_PORT: u16 = 65535;
+
+/// Claims `ip` for this lab, or None if another lab holds it.
+pub fn claim(ip: Ipv4Addr) -> Option<std::net::TcpListener> {
+    std::net::TcpListener::bind((ip, CLAIM_PORT)).ok()
+}
+
 impl LabNet {
-    /// A fresh (pod IP, pod localhost) pair; never reused within one lab.
-    fn allocate(&self) -> (Ipv4Addr, Ipv4Addr) {
-        loop {
+    /// A fresh (pod IP, pod localhost) pair, never reused within one lab and not held by another
+    /// lab, with the claim that keeps it ours.
+    fn allocate(&self) -> (Ipv4Addr, Ipv4Addr, Option<std::net::TcpListener>) {
+        let mut fallback = None;
+        for _ in 0..65536 {
             let n = self.next.fetch_add(1, Ordering::Relaxed);
             let (x, y) = (((n >> 8) & 0xff) as u8, (n & 0xff) as u8);
             if y == 0 || y == 255 {
@@ -51,11 +62,18 @@ impl LabNet {
             }
             let p = self.pod_base.octets();
             let l = self.local_base.octets();
-            return (
+            let pair = (
                 Ipv4Addr::new(p[0], p[1], x, y),
                 Ipv4Addr::new(l[0], l[1], x, y),
             );
+            fallback.get_or_insert(pair);
+            if let Some(c) = claim(pair.0) {
+                return (pair.0, pair.1, Some(c));
+            }
         }
+        let (a, b) =
+            fallback.unwrap_or((Ipv4Addr::new(127, 244, 0, 2), Ipv4Addr::new(127, 245, 0, 2)));
+        (a, b, None)
     }
 }
 
@@ -81,7 +99,13 @@ pub struct PodHandle {
     containers: Mutex<Vec<ContainerState>>,
     started_at: String,
     cancel: CancellationToken,
+    terminating: std::sync::atomic::AtomicBool,
+    _claim: Option<std::net::TcpListener>,
 }
+
+/// How long the lab's apps keep serving after SIGTERM before they stop accepting (so endpoint
+/// removal reaches clients first, as a preStop hook arranges on real clusters).
+pub const TERMINATION_DRAIN: Duration = Duration::from_secs(1);
 
 /// The kubelet of every lab node.
 pub struct Kubelet {
@@ -127,11 +151,25 @@ impl Kubelet {
                 continue;
             }
             live.insert(uid.clone());
-            let exists = lock(&self.pods).contains_key(&uid);
-            if exists {
+            let existing = lock(&self.pods).get(&uid).cloned();
+            if let Some(h) = existing {
+                if pod["metadata"]["deletionTimestamp"].is_string()
+                    && !h.terminating.swap(true, Ordering::SeqCst)
+                {
+                    let me = self.clone();
+                    tokio::spawn(async move { me.terminate(h).await });
+                }
                 continue;
             }
-            let (pod_ip, local_ip) = self.net.allocate();
+            if pod["metadata"]["deletionTimestamp"].is_string() {
+                let _ = self.store.delete(
+                    core("pods"),
+                    pod["metadata"]["namespace"].as_str().unwrap_or_default(),
+                    pod["metadata"]["name"].as_str().unwrap_or_default(),
+                );
+                continue;
+            }
+            let (pod_ip, local_ip, claim) = self.net.allocate();
             let handle = Arc::new(PodHandle {
                 ns: pod["metadata"]["namespace"]
                     .as_str()
@@ -146,6 +184,8 @@ impl Kubelet {
                 containers: Mutex::new(Vec::new()),
                 started_at: now_rfc3339(),
                 cancel: self.cancel.child_token(),
+                terminating: std::sync::atomic::AtomicBool::new(false),
+                _claim: claim,
             });
             lock(&self.pods).insert(uid, handle.clone());
             let me = self.clone();
@@ -167,6 +207,24 @@ impl Kubelet {
             .values()
             .find(|h| h.ns == ns && h.name == name)
             .cloned()
+    }
+
+    /// Stops a pod marked for deletion and removes its object, as the kubelet does once the
+    /// containers have exited.
+    async fn terminate(self: Arc<Self>, h: Arc<PodHandle>) {
+        self.event(&h, "Normal", "Killing", "Stopping container");
+        tokio::select! {
+            _ = tokio::time::sleep(TERMINATION_DRAIN) => {}
+            _ = self.cancel.cancelled() => return,
+        }
+        h.cancel.cancel();
+        let same = self
+            .store
+            .get(core("pods"), &h.ns, &h.name)
+            .is_some_and(|p| p["metadata"]["uid"] == h.uid.as_str());
+        if same {
+            let _ = self.store.delete(core("pods"), &h.ns, &h.name);
+        }
     }
 
     /// Dials `localhost:port` inside a pod, as a container runtime does for port-forward.
@@ -460,7 +518,11 @@ impl Kubelet {
                 s.ready = probe.is_none();
             });
             let crashed = self.supervise(&h, i, &c, probe.as_ref(), &sw).await;
-            running.stop();
+            if crashed {
+                running.kill();
+            } else {
+                running.stop();
+            }
             drop(running);
             if !crashed {
                 return;
@@ -622,12 +684,18 @@ mod tests {
     fn addresses_are_loopback_and_never_reused() {
         let net = LabNet::default();
         let mut seen = std::collections::HashSet::new();
+        let mut claims = Vec::new();
         for _ in 0..600 {
-            let (p, l) = net.allocate();
+            let (p, l, c) = net.allocate();
+            claims.push(c);
             assert!(p.is_loopback() && l.is_loopback());
             assert_ne!(p.octets()[3], 0);
             assert_eq!(p.octets()[2..], l.octets()[2..]);
             assert!(seen.insert(p), "{p} reused");
         }
+        // A second lab side by side skips every address the first one holds.
+        let other = LabNet::default();
+        let (p, _, _) = other.allocate();
+        assert!(!seen.contains(&p), "{p} is held by the first lab");
     }
 }

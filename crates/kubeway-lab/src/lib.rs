@@ -174,6 +174,7 @@ pub struct Ctx {
     api_cancel: Mutex<CancellationToken>,
     paused: AtomicBool,
     root: CancellationToken,
+    _node_claims: Vec<std::net::TcpListener>,
 }
 
 impl Ctx {
@@ -361,12 +362,26 @@ impl Lab {
     /// Starts a lab and waits until its API server accepts connections.
     pub async fn start(spec: LabSpec) -> Result<Self, LabError> {
         let persona = persona(spec.persona);
+        // Node addresses 127.49.N.2…: N is the first block no other lab holds.
+        let mut node_claims = Vec::new();
+        let mut block = 0u8;
+        for n in 0..=255u8 {
+            let ips: Vec<Ipv4Addr> = (0..spec.nodes.len())
+                .map(|i| Ipv4Addr::new(127, 49, n, 2 + i as u8))
+                .collect();
+            let claims: Vec<_> = ips.iter().filter_map(|ip| kubelet::claim(*ip)).collect();
+            if claims.len() == ips.len() {
+                block = n;
+                node_claims = claims;
+                break;
+            }
+        }
         let nodes: Vec<NodeNet> = spec
             .nodes
             .iter()
             .enumerate()
             .map(|(i, n)| {
-                let ip = Ipv4Addr::new(127, 49, 0, 2 + i as u8);
+                let ip = Ipv4Addr::new(127, 49, block, 2 + i as u8);
                 let name = persona
                     .node_names
                     .get(i)
@@ -426,6 +441,7 @@ impl Lab {
             api_cancel: Mutex::new(root.child_token()),
             paused: AtomicBool::new(false),
             root,
+            _node_claims: node_claims,
         });
         bootstrap(&ctx)?;
         let lab = Self {

@@ -131,21 +131,23 @@ async fn kubectl_accepts_the_lab() {
     .await
     .unwrap_or(false);
     assert!(listed, "`get pods -w` never listed {short}:\n{seen}");
+    let listed_names: Vec<String> = seen
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1).map(str::to_string))
+        .collect();
     kubectl_ok(&f, &["delete", &pod]).await;
     let replaced = tokio::time::timeout(Duration::from_secs(20), async {
         loop {
             let deleted = seen
                 .lines()
                 .any(|l| l.starts_with("DELETED") && l.contains(&short));
-            let new_ready = seen
-                .lines()
-                .skip_while(|l| !l.starts_with("DELETED"))
-                .any(|l| {
-                    !l.contains(&short)
-                        && l.contains("web-")
-                        && l.contains("1/1")
-                        && l.contains("Running")
-                });
+            let new_ready = seen.lines().any(|l| {
+                let name = l.split_whitespace().nth(1).unwrap_or_default();
+                !listed_names.iter().any(|n| n == name)
+                    && name.starts_with("web-")
+                    && l.contains("1/1")
+                    && l.contains("Running")
+            });
             if deleted && new_ready {
                 return true;
             }

@@ -54,9 +54,37 @@ pub enum Command {
     /// Desktop, …), the evidence, whether the host can reach the nodes (probed live), LoadBalancer
     /// support, and the way kubeway will take to reach Services.
     Env(EnvArgs),
+    /// Forward local ports to a pod, or to every ready pod of a Service or workload: like
+    /// `kubectl port-forward`, but connections are spread over the ready endpoints, follow
+    /// rollouts within a second, and one failing connection never ends the others.
+    ///
+    /// Examples:
+    ///   kubeway forward svc/web 8080:80        # local 8080 -> the service's port 80
+    ///   kubeway forward deploy/web :http       # a free local port -> each pod's `http` port
+    ///   kubeway forward web-7d4b9c-x2x 9000    # a pod (a bare NAME is a pod, as in kubectl)
+    Forward(ForwardArgs),
     /// A first minute with kubeway: start a lab with a sample app, reach `web` through a
     /// port-forward, fetch its page, and keep the way open until Ctrl-C.
     Demo(DemoArgs),
+}
+
+/// `kubeway forward`.
+#[derive(Debug, Args)]
+pub struct ForwardArgs {
+    /// pod/NAME, svc/NAME, deploy/NAME, sts/NAME, rs/NAME (a bare NAME is a pod).
+    pub target: String,
+    /// [LOCAL:]REMOTE ports: `8080:80`, `:80` (free local port), `80` (same), `8080:http` (named).
+    pub ports: Vec<String>,
+    /// Local addresses to listen on, comma-separated; `localhost` means 127.0.0.1 and ::1.
+    #[arg(long, default_value = "localhost")]
+    pub address: String,
+    /// For a pod target: how long to wait for it to run.
+    #[arg(long, default_value = "1m", value_parser = parse_duration)]
+    pub pod_running_timeout: std::time::Duration,
+    /// Port-forward transport: auto (SPDY in WebSocket, then legacy SPDY, then v4), ws-spdy,
+    /// spdy, v4.
+    #[arg(long, default_value = "auto")]
+    pub transport: String,
 }
 
 /// `kubeway env`.
@@ -183,11 +211,13 @@ pub struct DemoArgs {
 
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> Result<()> {
-    if let Command::Env(args) = &cli.command {
-        return crate::env::run(&cli, args.probe_timeout).await;
+    match &cli.command {
+        Command::Env(args) => return crate::env::run(&cli, args.probe_timeout).await,
+        Command::Forward(args) => return crate::forward::run(&cli, args).await,
+        _ => {}
     }
     match cli.command {
-        Command::Env(_) => Ok(()),
+        Command::Env(_) | Command::Forward(_) => Ok(()),
         Command::Lab(LabCommand::Up(args)) => crate::lab::up(args, cli.output).await,
         Command::Demo(args) => crate::demo::run(args, cli.output).await,
     }

@@ -3,6 +3,7 @@
 mod cli;
 mod demo;
 mod env;
+mod forward;
 mod lab;
 
 use std::process::ExitCode;
