@@ -426,3 +426,27 @@ async fn a_missing_pod_is_named_on_every_transport() {
     }
     f.lab.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v4_reports_the_server_error_on_its_connection() {
+    let f = Fixture::sample().await;
+    let fwd = f.forwarder(&f.echo, Transport::V4);
+    let mut s = fwd.connect(9999).await.expect("the WebSocket opens");
+    let mut buf = Vec::new();
+    let err = within("v4 error", s.read_to_end(&mut buf))
+        .await
+        .expect_err("the refused port fails its connection");
+    match err
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<ConnectionError>())
+    {
+        Some(ConnectionError::Remote { message }) => assert!(
+            message.starts_with(&format!("error forwarding port 9999 to pod {}", f.echo)),
+            "{message}"
+        ),
+        other => panic!("expected the server's report, got {other:?} ({err})"),
+    }
+    let ok = echo_many(&fwd, 500, &[1000], false).await;
+    assert!(ok[0].as_ref().is_ok_and(common::Echoed::exact));
+    f.lab.shutdown().await;
+}

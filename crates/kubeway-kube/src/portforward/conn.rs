@@ -3,8 +3,8 @@
 
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Wake, Waker};
 
 use futures::task::AtomicWaker;
@@ -48,9 +48,6 @@ impl ConnectionError {
 struct FanOut {
     read: AtomicWaker,
     write: AtomicWaker,
-    /// For `v4.channel.k8s.io`: the report, once the background task has it (`Some(None)` means
-    /// the channel closed without a report).
-    v4: Mutex<Option<Option<String>>>,
 }
 
 impl Wake for FanOut {
@@ -76,8 +73,8 @@ enum Source {
         stream: kubeway_spdy::Stream,
         text: Vec<u8>,
     },
-    /// Filled in by the task awaiting kube-rs' error channel.
-    V4,
+    /// kube-rs' error channel for the port: resolves to its text, if any.
+    V4(Pin<Box<dyn Future<Output = Option<String>> + Send>>),
 }
 
 /// Follows a connection's error report without blocking the data path.
@@ -110,41 +107,34 @@ impl ErrorWatch {
             Side::Read => self.fan_out.read.register(cx.waker()),
             Side::Write => self.fan_out.write.register(cx.waker()),
         }
+        let mut ecx = Context::from_waker(&self.waker);
         let resolved = match &mut self.source {
-            Source::Spdy { stream, text } => {
-                let mut ecx = Context::from_waker(&self.waker);
-                loop {
-                    let mut chunk = [0u8; 1024];
-                    let mut buf = ReadBuf::new(&mut chunk);
-                    match Pin::new(&mut *stream).poll_read(&mut ecx, &mut buf) {
-                        Poll::Pending => return None,
-                        Poll::Ready(Ok(())) if buf.filled().is_empty() => {
-                            break remote(text);
-                        }
-                        Poll::Ready(Ok(())) => {
-                            let room = MAX_ERROR_TEXT.saturating_sub(text.len());
-                            let n = buf.filled().len().min(room);
-                            text.extend_from_slice(&buf.filled()[..n]);
-                        }
-                        Poll::Ready(Err(e)) => {
-                            break remote(text).or_else(|| {
-                                Some(ConnectionError::ErrorStream {
-                                    reason: e.to_string(),
-                                })
-                            });
-                        }
+            Source::Spdy { stream, text } => loop {
+                let mut chunk = [0u8; 1024];
+                let mut buf = ReadBuf::new(&mut chunk);
+                match Pin::new(&mut *stream).poll_read(&mut ecx, &mut buf) {
+                    Poll::Pending => return None,
+                    Poll::Ready(Ok(())) if buf.filled().is_empty() => {
+                        break remote(text);
+                    }
+                    Poll::Ready(Ok(())) => {
+                        let room = MAX_ERROR_TEXT.saturating_sub(text.len());
+                        let n = buf.filled().len().min(room);
+                        text.extend_from_slice(&buf.filled()[..n]);
+                    }
+                    Poll::Ready(Err(e)) => {
+                        break remote(text).or_else(|| {
+                            Some(ConnectionError::ErrorStream {
+                                reason: e.to_string(),
+                            })
+                        });
                     }
                 }
-            }
-            Source::V4 => match &*self
-                .fan_out
-                .v4
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-            {
-                None => return None,
-                Some(None) => None,
-                Some(Some(text)) => remote(text.as_bytes()),
+            },
+            Source::V4(report) => match report.as_mut().poll(&mut ecx) {
+                Poll::Pending => return None,
+                Poll::Ready(None) => None,
+                Poll::Ready(Some(text)) => remote(text.as_bytes()),
             },
         };
         self.resolved = Some(resolved.clone());
@@ -248,21 +238,13 @@ impl PfStream {
     where
         F: Future<Output = Option<String>> + Send + 'static,
     {
-        let watch = ErrorWatch::new(Source::V4);
-        let fan_out = Arc::clone(&watch.fan_out);
-        match error {
-            Some(report) => {
-                tokio::spawn(async move {
-                    let text = report.await;
-                    *fan_out.v4.lock().unwrap_or_else(PoisonError::into_inner) = Some(text);
-                    fan_out.wake_by_ref();
-                });
-            }
-            None => *fan_out.v4.lock().unwrap_or_else(PoisonError::into_inner) = Some(None),
-        }
+        let report: Pin<Box<dyn Future<Output = Option<String>> + Send>> = match error {
+            Some(report) => Box::pin(report),
+            None => Box::pin(std::future::ready(None)),
+        };
         Self {
             io: Io::V4(data),
-            watch,
+            watch: ErrorWatch::new(Source::V4(report)),
             failed: None,
             transport: Transport::V4,
             guard,
@@ -384,5 +366,142 @@ impl AsyncWrite for PfStream {
             // connection down (dropping the pod's answer), so local EOF stays local.
             Io::V4(s) => Pin::new(s).poll_flush(cx),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kubeway_spdy::{Config, Role, Session};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn guard() -> ConnGuard {
+        ConnGuard::new(Arc::default())
+    }
+
+    /// A client and a server session on an in-memory pipe, and one connection's stream pair:
+    /// (the client's `PfStream`, the server's error stream, the server's data stream).
+    async fn pair() -> (
+        PfStream,
+        kubeway_spdy::Stream,
+        kubeway_spdy::Stream,
+        Session,
+        Session,
+    ) {
+        let (c, s) = tokio::io::duplex(1 << 20);
+        let (client, _) = Session::new(c, Role::Client, Config::default());
+        let (server, mut incoming) = Session::new(s, Role::Server, Config::default());
+        let accept = async {
+            let e = incoming.next().await.expect("error stream");
+            let e = e.accept(Vec::new(), false).expect("accept");
+            let d = incoming.next().await.expect("data stream");
+            let d = d.accept(Vec::new(), false).expect("accept");
+            (e, d)
+        };
+        let h = |t: &str| {
+            vec![
+                ("streamtype".to_string(), t.to_string()),
+                ("port".to_string(), "80".to_string()),
+                ("requestid".to_string(), "0".to_string()),
+            ]
+        };
+        let open = async {
+            let e = client.open_stream(h("error"), true).await.expect("open");
+            let d = client.open_stream(h("data"), false).await.expect("open");
+            (e, d)
+        };
+        let ((ce, cd), (se, sd)) = tokio::join!(open, accept);
+        let pf = PfStream::spdy(cd, ce, Transport::Spdy, guard());
+        (pf, se, sd, client, server)
+    }
+
+    fn remote_text(e: &io::Error) -> Option<String> {
+        match e.get_ref()?.downcast_ref::<ConnectionError>()? {
+            ConnectionError::Remote { message } => Some(message.clone()),
+            ConnectionError::ErrorStream { .. } => None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_clean_end_reads_as_eof() {
+        let (mut pf, mut se, mut sd, _c, _s) = pair().await;
+        sd.write_all(b"hello").await.expect("write");
+        sd.shutdown().await.expect("fin");
+        se.shutdown().await.expect("fin");
+        let mut got = Vec::new();
+        pf.read_to_end(&mut got).await.expect("clean EOF");
+        assert_eq!(got, b"hello");
+        assert!(pf.failure().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_report_sent_before_the_data_end_fails_the_read() {
+        let (mut pf, mut se, mut sd, _c, _s) = pair().await;
+        sd.write_all(b"partial").await.expect("write");
+        // The text, without its end, then the data stream's end: the report still counts.
+        se.write_all(b"error forwarding port 80 to pod p, uid u: refused")
+            .await
+            .expect("write");
+        sd.shutdown().await.expect("fin");
+        let mut got = Vec::new();
+        let err = pf.read_to_end(&mut got).await.expect_err("fails");
+        assert_eq!(
+            remote_text(&err).as_deref(),
+            Some("error forwarding port 80 to pod p, uid u: refused")
+        );
+        let again = pf.write_all(b"x").await.expect_err("writes fail too");
+        assert!(remote_text(&again).is_some());
+    }
+
+    #[tokio::test]
+    async fn a_report_wakes_a_blocked_writer_and_resets_the_data_stream() {
+        let (pf, mut se, mut sd, client, _s) = pair().await;
+        let (_rd, mut wr) = tokio::io::split(pf);
+        // The server never reads the data stream, so the writer ends up blocked on
+        // back-pressure; only the report can wake it.
+        let writer = tokio::spawn(async move {
+            let chunk = vec![7u8; 64 * 1024];
+            loop {
+                if let Err(e) = wr.write_all(&chunk).await {
+                    return e;
+                }
+            }
+        });
+        se.write_all(b"boom").await.expect("write");
+        se.shutdown().await.expect("fin");
+        let err = writer.await.expect("no panic");
+        assert_eq!(remote_text(&err).as_deref(), Some("boom"));
+        // The data stream was reset, so the server's reader fails after the buffered data.
+        let mut sink = vec![0u8; 1 << 16];
+        let reset = loop {
+            match sd.read(&mut sink).await {
+                Ok(0) => panic!("the data stream must be reset, not ended"),
+                Ok(_) => {}
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(reset.kind(), io::ErrorKind::ConnectionReset);
+        assert!(!client.is_closed(), "the session stays up");
+    }
+
+    #[tokio::test]
+    async fn v4_reports_its_error_channel_and_shutdown_keeps_the_answer() {
+        let (a, mut b) = tokio::io::duplex(1024);
+        let mut pf = PfStream::v4(a, Some(async { Some("boom".to_string()) }), guard());
+        pf.shutdown().await.expect("no-op");
+        b.write_all(b"still answering").await.expect("write");
+        let mut got = [0u8; 15];
+        // The report is already in, so the first read fails.
+        let err = pf.read_exact(&mut got).await.expect_err("fails");
+        assert_eq!(remote_text(&err).as_deref(), Some("boom"));
+
+        let (a, mut b) = tokio::io::duplex(1024);
+        let mut pf = PfStream::v4(a, None::<std::future::Ready<Option<String>>>, guard());
+        pf.shutdown().await.expect("no-op");
+        b.write_all(b"still answering").await.expect("write");
+        drop(b);
+        let mut got = Vec::new();
+        pf.read_to_end(&mut got).await.expect("clean EOF");
+        assert_eq!(got, b"still answering");
     }
 }

@@ -323,3 +323,27 @@ impl ForwardError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transports_parse_and_print_as_the_flag_spells_them() {
+        for t in Transport::ALL {
+            assert_eq!(t.to_string().parse::<Transport>(), Ok(t));
+        }
+        assert_eq!("WS-SPDY".parse::<Transport>(), Ok(Transport::WsSpdy));
+        assert_eq!(" v4 ".parse::<Transport>(), Ok(Transport::V4));
+        let err = "spdy3".parse::<Transport>().expect_err("unknown");
+        assert!(err.to_string().contains("auto, ws-spdy, spdy or v4"));
+        assert_eq!(Transport::default(), Transport::Auto);
+        assert!(Transport::Spdy.is_multiplexed() && !Transport::V4.is_multiplexed());
+    }
+
+    #[test]
+    fn options_never_ask_for_an_empty_pool() {
+        assert_eq!(ForwardOptions::default().with_sessions(0).sessions, 1);
+        assert_eq!(ForwardOptions::default().sessions, 2);
+    }
+}
