@@ -388,3 +388,37 @@ async fn sessions_cut_by_the_server_under_load_are_replaced() {
         assert_eq!(after.transport, Some(t));
     }
 }
+
+#[tokio::test]
+async fn a_session_that_stops_answering_pings_is_replaced() {
+    let fake = FakeApi::start(Behaviour {
+        ws_spdy: Answer::Serve,
+        spdy: Answer::Serve,
+        v4: Answer::Serve,
+    })
+    .await;
+    for t in [Transport::WsSpdy, Transport::Spdy] {
+        let options = forced(t).with_sessions(1).with_keepalive(
+            std::time::Duration::from_millis(50),
+            std::time::Duration::from_millis(200),
+        );
+        let fwd = forwarder(&fake, "p", options);
+        echo_ok(&fwd, 1, 1000, true).await;
+        // The path goes silent without closing: only the keepalive can tell.
+        fake.freeze_all();
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        while fwd.stats().sessions_lost == 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{t}: the keepalive never declared the frozen session dead: {:?}",
+                fwd.stats()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert_eq!(fwd.stats().sessions_alive, 0, "{t}");
+        echo_ok(&fwd, 2, 1000, true).await;
+        let stats = fwd.stats();
+        assert_eq!(stats.sessions_replaced, 1, "{t}: {stats:?}");
+        assert_eq!(stats.sessions_alive, 1, "{t}: {stats:?}");
+    }
+}

@@ -2,7 +2,8 @@
 //! each transport served, refused with a status, or "upgraded" without selecting the protocol;
 //! it records every upgrade and every SPDY stream it sees. Streams of port 9000 echo; port 9999
 //! fails with a kubelet-style error report. [`FakeApi::cut_all`] closes every upgraded TCP
-//! connection at once, as an API server restart does.
+//! connection at once, as an API server restart does; [`FakeApi::freeze_all`] stops carrying
+//! their bytes but keeps them open, as a dead network path does.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -71,6 +72,8 @@ pub struct FakeApi {
     cancel: CancellationToken,
     /// Cancelled (and replaced) by [`FakeApi::cut_all`].
     cut: Arc<Mutex<CancellationToken>>,
+    /// Cancelled (and replaced) by [`FakeApi::freeze_all`].
+    freeze: Arc<Mutex<CancellationToken>>,
 }
 
 impl Drop for FakeApi {
@@ -86,19 +89,27 @@ impl FakeApi {
         let log = Arc::new(Mutex::new(Log::default()));
         let cancel = CancellationToken::new();
         let cut = Arc::new(Mutex::new(cancel.child_token()));
-        let (log2, cut2, cancel2) = (Arc::clone(&log), Arc::clone(&cut), cancel.clone());
+        let freeze = Arc::new(Mutex::new(CancellationToken::new()));
+        let (log2, cut2, freeze2, cancel2) = (
+            Arc::clone(&log),
+            Arc::clone(&cut),
+            Arc::clone(&freeze),
+            cancel.clone(),
+        );
         tokio::spawn(async move {
             loop {
                 let tcp = tokio::select! {
                     r = listener.accept() => match r { Ok((t, _)) => t, Err(_) => continue },
                     () = cancel2.cancelled() => return,
                 };
-                let (log, cut) = (Arc::clone(&log2), Arc::clone(&cut2));
+                let (log, cut, freeze) =
+                    (Arc::clone(&log2), Arc::clone(&cut2), Arc::clone(&freeze2));
                 tokio::spawn(async move {
                     let svc = hyper::service::service_fn(move |req| {
                         let log = Arc::clone(&log);
                         let cut = cut.lock().expect("cut").clone();
-                        async move { Ok::<_, Infallible>(answer(req, behaviour, log, cut)) }
+                        let freeze = freeze.lock().expect("freeze").clone();
+                        async move { Ok::<_, Infallible>(answer(req, behaviour, log, cut, freeze)) }
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(tcp), svc)
@@ -112,7 +123,16 @@ impl FakeApi {
             log,
             cancel,
             cut,
+            freeze,
         }
+    }
+
+    /// Stops carrying bytes on every upgraded connection, keeping them open (later ones are
+    /// served normally).
+    pub fn freeze_all(&self) {
+        let mut freeze = self.freeze.lock().expect("freeze");
+        freeze.cancel();
+        *freeze = CancellationToken::new();
     }
 
     /// Closes every upgraded connection now (later ones are served normally).
@@ -168,6 +188,7 @@ fn answer(
     behaviour: Behaviour,
     log: Arc<Mutex<Log>>,
     cancel: CancellationToken,
+    freeze: CancellationToken,
 ) -> Response<Full<Bytes>> {
     let path = req.uri().path().to_string();
     let Some(pod) = path
@@ -265,6 +286,8 @@ fn answer(
                 tokio::select! {
                     _ = tokio::io::copy_bidirectional(&mut socket, &mut outer) => {}
                     () = cut.cancelled() => {}
+                    // Frozen: hold the socket open, carry nothing, until the cut.
+                    () = freeze.cancelled() => cut.cancelled().await,
                 }
             });
             let io = inner;
