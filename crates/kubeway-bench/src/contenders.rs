@@ -1,8 +1,9 @@
-//! The contenders and how each is started and stopped: raw loopback (the lab's own echo and
-//! blob servers on 127.0.0.1, no port-forward: the limit), kubeway's transports (behind a local
-//! listener this program runs, dialing through `kubeway-kube` per connection) and
-//! `kubectl port-forward` in its WebSocket and legacy SPDY modes. Each one ends up as two local
-//! addresses, one reaching the echo pod and one the blob pod, so the client side is identical.
+//! The contenders and how each is started and stopped: raw loopback (servers of the lab's echo
+//! and blob protocols on 127.0.0.1, no port-forward: the limit), kubeway's transports (behind a
+//! local listener this program runs, dialing through `kubeway-kube`'s `PortForwarder` per
+//! connection) and `kubectl port-forward` in its WebSocket and legacy SPDY modes. Each one ends up
+//! as two local addresses, one reaching the echo pod and one the blob pod, so the client side is
+//! identical.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -16,12 +17,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use kubeway_lab::images::{self, Image, Switches};
+use kubeway_kube::portforward::{ForwardOptions, PortForwarder, Transport};
 use serde::Serialize;
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, BufReader};
-use tokio::net::TcpListener;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 use tokio::runtime::Handle;
+
+use crate::servers::{self, Protocol};
 
 /// Port of the echo server in the `echo` pod.
 pub const ECHO_PORT: u16 = 9000;
@@ -161,19 +164,9 @@ pub struct Live {
 }
 
 enum Inner {
-    Loopback(Vec<images::Running>),
+    Loopback(Vec<servers::Server>),
     Kubeway(Vec<Forwarder>),
     Kubectl(Vec<KubectlForward>),
-}
-
-/// Whether `c` can run in this build.
-pub fn available(c: Contender) -> Result<(), String> {
-    match c {
-        Contender::KubewayWsSpdy | Contender::KubewaySpdy => Err(format!(
-            "{c} needs kubeway-kube's pooled port-forward dialer, which this build does not have yet"
-        )),
-        _ => Ok(()),
-    }
 }
 
 /// Starts `c`.
@@ -217,7 +210,7 @@ impl Live {
             Inner::Loopback(servers) => drop(servers),
             Inner::Kubeway(fwds) => {
                 for f in fwds {
-                    notes.extend(f.stop());
+                    notes.extend(f.stop().await);
                 }
             }
             Inner::Kubectl(forwards) => {
@@ -236,30 +229,22 @@ fn loopback_ip() -> IpAddr {
 }
 
 async fn start_loopback(env: &Env) -> anyhow::Result<Live> {
-    let ip = loopback_ip();
-    let id = images::Identity {
-        pod: "loopback".into(),
-        namespace: "default".into(),
-        pod_ip: ip,
-        node: "loopback".into(),
-        container: "bench".into(),
-    };
-    // Started on the pod runtime, like the lab's own containers.
+    // Started on the pod runtime, where the lab's own containers run.
     let servers = env
         .pod_rt
-        .spawn(async move {
-            let echo =
-                images::start(Image::Echo, &Switches::default(), id.clone(), &[ip], &[0]).await?;
-            let blob = images::start(Image::Blob, &Switches::default(), id, &[ip], &[0]).await?;
-            std::io::Result::Ok(vec![echo, blob])
+        .spawn(async {
+            std::io::Result::Ok(vec![
+                servers::start(Protocol::Echo)?,
+                servers::start(Protocol::Blob)?,
+            ])
         })
         .await
         .context("the loopback server task")?
         .context("starting the loopback echo and blob servers")?;
     Ok(Live {
         contender: Contender::Loopback,
-        echo: SocketAddr::new(ip, servers[0].bound[0].2),
-        blob: SocketAddr::new(ip, servers[1].bound[0].2),
+        echo: servers[0].addr,
+        blob: servers[1].addr,
         inner: Inner::Loopback(servers),
     })
 }
@@ -268,9 +253,13 @@ async fn start_loopback(env: &Env) -> anyhow::Result<Live> {
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
-type DialFuture = Pin<Box<dyn Future<Output = anyhow::Result<Box<dyn Io>>> + Send>>;
+/// A stream and whether its transport carries a half-close.
+type Dialed = (Box<dyn Io>, bool);
+type DialFuture = Pin<Box<dyn Future<Output = anyhow::Result<Dialed>> + Send>>;
 /// Opens one stream to a fixed pod and port.
 type Dial = Arc<dyn Fn() -> DialFuture + Send + Sync>;
+/// The dialer's connections still open, and its state (its pool) in words, for the report.
+type Describe = Arc<dyn Fn() -> (usize, String) + Send + Sync>;
 
 #[derive(Default)]
 struct ForwardStats {
@@ -292,16 +281,19 @@ impl ForwardStats {
 /// A local listener that carries each accepted connection through kubeway's transport.
 struct Forwarder {
     what: String,
+    describe: Describe,
     accept: tokio::task::JoinHandle<()>,
     stats: Arc<ForwardStats>,
 }
 
 impl Forwarder {
     /// Binds 127.0.0.1:0 and serves on the current runtime.
-    async fn start(what: String, dial: Dial) -> anyhow::Result<(Self, SocketAddr)> {
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .await
-            .context("binding the kubeway forwarder's local listener")?;
+    async fn start(
+        what: String,
+        (dial, describe): (Dial, Describe),
+    ) -> anyhow::Result<(Self, SocketAddr)> {
+        let listener =
+            servers::bind_loopback().context("binding the kubeway forwarder's local listener")?;
         let addr = listener.local_addr()?;
         let stats = Arc::new(ForwardStats::default());
         let st = stats.clone();
@@ -317,7 +309,7 @@ impl Forwarder {
                 let dial = dial.clone();
                 let st = st.clone();
                 tokio::spawn(async move {
-                    let mut remote = match dial().await {
+                    let (mut remote, half_close) = match dial().await {
                         Ok(r) => r,
                         Err(e) => {
                             st.dial_failed.fetch_add(1, Ordering::Relaxed);
@@ -325,14 +317,19 @@ impl Forwarder {
                             return;
                         }
                     };
-                    if let Err(e) = tokio::io::copy_bidirectional_with_sizes(
-                        &mut local,
-                        &mut remote,
-                        64 * 1024,
-                        64 * 1024,
-                    )
-                    .await
-                    {
+                    let copied = if half_close {
+                        tokio::io::copy_bidirectional_with_sizes(
+                            &mut local,
+                            &mut remote,
+                            64 * 1024,
+                            64 * 1024,
+                        )
+                        .await
+                        .map(drop)
+                    } else {
+                        splice_without_half_close(local, remote).await
+                    };
+                    if let Err(e) = copied {
                         st.copy_failed.fetch_add(1, Ordering::Relaxed);
                         st.remember(format!("copy: {e}"));
                     }
@@ -342,6 +339,7 @@ impl Forwarder {
         Ok((
             Self {
                 what,
+                describe,
                 accept,
                 stats,
             },
@@ -349,22 +347,60 @@ impl Forwarder {
         ))
     }
 
-    fn stop(self) -> Option<String> {
+    /// Stops accepting, gives the dialer up to 3 s to close its last connections (the client
+    /// has closed all of them), and reports what is left.
+    async fn stop(self) -> Vec<String> {
         self.accept.abort();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+        let (active, pool) = loop {
+            let (active, pool) = (self.describe)();
+            if active == 0 || tokio::time::Instant::now() >= deadline {
+                break (active, pool);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
         let s = &self.stats;
         let failed = s.dial_failed.load(Ordering::Relaxed);
         let copy = s.copy_failed.load(Ordering::Relaxed);
-        (failed + copy > 0).then(|| {
-            format!(
-                "forwarder to {}: {} connections, {failed} dial failures, {copy} copy errors; first: {}",
+        let mut notes = vec![format!(
+            "forwarder to {}: {} connections; pool at the end: {pool}",
+            self.what,
+            s.accepted.load(Ordering::Relaxed),
+        )];
+        if active > 0 {
+            notes.push(format!(
+                "forwarder to {}: {active} connections still open in kubeway's dialer 3 s after the client closed them all",
+                self.what
+            ));
+        }
+        if failed + copy > 0 {
+            notes.push(format!(
+                "forwarder to {}: {failed} dial failures, {copy} copy errors; first: {}",
                 self.what,
-                s.accepted.load(Ordering::Relaxed),
                 s.first_errors
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .join("; ")
-            )
-        })
+            ));
+        }
+        notes
+    }
+}
+
+/// Copies both ways over a transport that cannot carry a half-close (v4): the connection ends
+/// when either direction ends. (With `copy_bidirectional`, a client's EOF would become a
+/// `shutdown` the far side never sees, and an echo connection would stay open for ever.)
+async fn splice_without_half_close(local: TcpStream, remote: Box<dyn Io>) -> std::io::Result<()> {
+    let (lr, mut lw) = local.into_split();
+    let (rr, mut rw) = tokio::io::split(remote);
+    let mut lr = tokio::io::BufReader::with_capacity(64 * 1024, lr);
+    let mut rr = tokio::io::BufReader::with_capacity(64 * 1024, rr);
+    tokio::select! {
+        up = tokio::io::copy_buf(&mut lr, &mut rw) => up.map(drop),
+        down = async {
+            tokio::io::copy_buf(&mut rr, &mut lw).await?;
+            lw.shutdown().await
+        } => down,
     }
 }
 
@@ -398,32 +434,42 @@ async fn start_kubeway(c: Contender, env: &Env) -> anyhow::Result<Live> {
     })
 }
 
-/// How kubeway opens one stream to `pod:port` for contender `c`.
+/// How kubeway opens one stream to `pod:port` for contender `c`: through
+/// `kubeway_kube::portforward::PortForwarder` (the product's dialer, pooled sessions for the
+/// SPDY transports), pinned to the contender's transport. Also returns a way to describe the
+/// pool afterwards, for the report.
 fn dialer(
     c: Contender,
     cluster: &kubeway_kube::Cluster,
     pod: &str,
     port: u16,
-) -> anyhow::Result<Dial> {
-    match c {
-        Contender::KubewayV4 => {
-            let cluster = cluster.clone();
-            let pod = pod.to_string();
-            Ok(Arc::new(move || {
-                let cluster = cluster.clone();
-                let pod = pod.clone();
-                Box::pin(async move {
-                    let s = kubeway_kube::portforward_v4(&cluster, &pod, port).await?;
-                    Ok(Box::new(s) as Box<dyn Io>)
-                })
-            }))
-        }
-        Contender::KubewayWsSpdy | Contender::KubewaySpdy => bail!(
-            "{c} is not available in this build: kubeway-kube has no pooled port-forward dialer yet \
-             (kubeway_kube::portforward); only kubeway-v4 can run"
-        ),
+) -> anyhow::Result<(Dial, Describe)> {
+    let transport = match c {
+        Contender::KubewayV4 => Transport::V4,
+        Contender::KubewayWsSpdy => Transport::WsSpdy,
+        Contender::KubewaySpdy => Transport::Spdy,
         other => bail!("{other} is not a kubeway transport"),
-    }
+    };
+    let fwd = PortForwarder::new(
+        cluster,
+        &cluster.namespace,
+        pod,
+        ForwardOptions::default().with_transport(transport),
+    );
+    let stats = fwd.clone();
+    let describe: Describe = Arc::new(move || {
+        let st = stats.stats();
+        (st.connections_active, format!("{st:?}"))
+    });
+    let dial: Dial = Arc::new(move || {
+        let fwd = fwd.clone();
+        Box::pin(async move {
+            let s = fwd.connect(port).await?;
+            let half_close = s.transport().is_multiplexed();
+            Ok((Box::new(s) as Box<dyn Io>, half_close))
+        })
+    });
+    Ok((dial, describe))
 }
 
 /// One `kubectl port-forward` process.

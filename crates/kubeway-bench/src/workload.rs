@@ -270,14 +270,24 @@ pub struct Concurrency {
     pub errors: usize,
     /// Wall time until every connection finished.
     pub seconds: f64,
+    /// Median time for the client's TCP connect to the local port, milliseconds.
+    pub connect_p50_ms: f64,
+    /// Slowest client TCP connect, milliseconds.
+    pub connect_max_ms: f64,
+    /// Median time from the start until a connection had its echo back, milliseconds.
+    pub done_p50_ms: f64,
+    /// 99th percentile of the same.
+    pub done_p99_ms: f64,
     /// The first few failures.
     pub error_samples: Vec<String>,
 }
 
 /// Writes `data` while reading as many bytes back; returns their SHA-256. Does not half-close
 /// (so transports without half-close, like v4, can run it too).
-async fn echo_hash(addr: SocketAddr, data: Vec<u8>) -> anyhow::Result<[u8; 32]> {
+async fn echo_hash(addr: SocketAddr, data: Vec<u8>) -> anyhow::Result<([u8; 32], Duration)> {
+    let t = Instant::now();
     let s = TcpStream::connect(addr).await.context("connecting")?;
+    let connected = t.elapsed();
     s.set_nodelay(true)?;
     let (mut rd, mut wr) = s.into_split();
     let len = data.len();
@@ -301,7 +311,7 @@ async fn echo_hash(addr: SocketAddr, data: Vec<u8>) -> anyhow::Result<[u8; 32]> 
         .await
         .context("the writer task")?
         .context("writing")?;
-    Ok(h.finalize().into())
+    Ok((h.finalize().into(), connected))
 }
 
 /// Opens `conns` connections at once, each echoing `bytes_each` distinct bytes, and counts the
@@ -324,7 +334,7 @@ pub async fn concurrency(
     for (i, (data, want)) in jobs.into_iter().enumerate() {
         set.spawn(async move {
             let r = match tokio::time::timeout(per_conn, echo_hash(addr, data)).await {
-                Ok(Ok(got)) if got == want => Ok(()),
+                Ok(Ok((got, connected))) if got == want => Ok((connected, start.elapsed())),
                 Ok(Ok(_)) => Err(anyhow::anyhow!("bytes differ (hash mismatch)")),
                 Ok(Err(e)) => Err(e),
                 Err(_) => Err(anyhow::anyhow!("timed out after {per_conn:?}")),
@@ -334,23 +344,38 @@ pub async fn concurrency(
     }
     let mut errors = 0;
     let mut samples = Vec::new();
+    let mut connect_ms = Vec::with_capacity(conns);
+    let mut done_ms = Vec::with_capacity(conns);
     while let Some(joined) = set.join_next().await {
         let (i, r) = match joined {
             Ok(v) => v,
             Err(e) => (usize::MAX, Err(anyhow::anyhow!("task failed: {e}"))),
         };
-        if let Err(e) = r {
-            errors += 1;
-            if samples.len() < 5 {
-                samples.push(format!("connection {i}: {e:#}"));
+        match r {
+            Ok((connected, done)) => {
+                connect_ms.push(connected.as_secs_f64() * 1e3);
+                done_ms.push(done.as_secs_f64() * 1e3);
+            }
+            Err(e) => {
+                errors += 1;
+                if samples.len() < 5 {
+                    samples.push(format!("connection {i}: {e:#}"));
+                }
             }
         }
     }
+    let seconds = start.elapsed().as_secs_f64();
+    connect_ms.sort_by(f64::total_cmp);
+    done_ms.sort_by(f64::total_cmp);
     Concurrency {
         connections: conns,
         bytes_each,
         errors,
-        seconds: start.elapsed().as_secs_f64(),
+        seconds,
+        connect_p50_ms: percentile(&connect_ms, 50.0),
+        connect_max_ms: connect_ms.last().copied().unwrap_or(f64::NAN),
+        done_p50_ms: percentile(&done_ms, 50.0),
+        done_p99_ms: percentile(&done_ms, 99.0),
         error_samples: samples,
     }
 }

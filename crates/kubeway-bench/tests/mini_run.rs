@@ -1,5 +1,5 @@
 //! The benchmark program works end to end in a mini run (4 MiB, 20 connections) against loopback
-//! and kubeway's transports: every workload completes and every byte checks out. No timing is
+//! and kubeway's three transports: every workload completes and every byte checks out. No timing is
 //! asserted; the numbers are only required to exist.
 
 use kubeway_bench::contenders::Contender;
@@ -13,13 +13,18 @@ fn mini_run_measures_loopback_and_kubeway() {
         warmup_connections: 2,
         concurrent_connections: 20,
         concurrent_bytes: 16 << 10,
-        contenders: vec![Contender::Loopback, Contender::KubewayV4],
+        contenders: vec![
+            Contender::Loopback,
+            Contender::KubewayWsSpdy,
+            Contender::KubewaySpdy,
+            Contender::KubewayV4,
+        ],
         ..Config::quick()
     };
     let rep = kubeway_bench::run(&cfg, &|m| eprintln!("{m}")).expect("the benchmark runs");
     let text = report::render(&rep);
     eprintln!("{text}");
-    assert_eq!(rep.contenders.len(), 2, "{text}");
+    assert_eq!(rep.contenders.len(), 4, "{text}");
     for r in &rep.contenders {
         let c = r.contender;
         assert!(r.failures.is_empty(), "{c}: {:?}\n{text}", r.failures);
@@ -32,12 +37,18 @@ fn mini_run_measures_loopback_and_kubeway() {
         let conc = r.concurrency.as_ref().expect("concurrency measured");
         assert_eq!((conc.connections, conc.errors), (20, 0), "{c}: {conc:?}");
     }
-    assert!(
-        rep.ratios
-            .iter()
-            .any(|r| r.kubeway == Contender::KubewayV4 && r.baseline == Contender::Loopback),
-        "{text}"
-    );
+    for k in [
+        Contender::KubewayWsSpdy,
+        Contender::KubewaySpdy,
+        Contender::KubewayV4,
+    ] {
+        assert!(
+            rep.ratios
+                .iter()
+                .any(|r| r.kubeway == k && r.baseline == Contender::Loopback),
+            "{k}: {text}"
+        );
+    }
     let json = serde_json::to_value(&rep).expect("serializes");
     assert!(json["contenders"][1]["download"]["mib_per_s"].is_number());
 }
