@@ -2,6 +2,7 @@
 //! targets to ready pods, and opening port-forward streams ([`portforward`]).
 
 pub mod backends;
+pub mod explain;
 pub mod portforward;
 pub mod snapshot;
 

@@ -75,6 +75,10 @@ impl Proxy {
                 let (ns, name) = ns_name(svc);
                 for p in svc["spec"]["ports"].as_array().into_iter().flatten() {
                     let port_name = p["name"].as_str().unwrap_or_default().to_string();
+                    // Like kube-proxy's REJECT rule: no ready endpoint, connection refused.
+                    if ready_endpoints(ctx, &ns, &name, &port_name).is_empty() {
+                        continue;
+                    }
                     let mut ports = Vec::new();
                     if let Some(np) = p["nodePort"].as_u64() {
                         ports.push(np);

@@ -110,6 +110,9 @@ pub enum Probe {
     },
     /// The address answered with a reset: reachable, but nothing listens on the port.
     Refused,
+    /// Something accepted and then closed or reset at once: a proxy with nothing behind it
+    /// (a userspace kube-proxy, Docker Desktop's vpnkit).
+    ClosedAtOnce,
     /// No answer within the timeout: typically a boundary that drops packets.
     TimedOut,
     /// The OS refused to send (no route, network unreachable, …).
@@ -131,6 +134,9 @@ impl std::fmt::Display for Probe {
         match self {
             Probe::Answered { millis } => write!(f, "answers ({millis} ms)"),
             Probe::Refused => f.write_str("refused (nothing listens there for the host)"),
+            Probe::ClosedAtOnce => {
+                f.write_str("accepted, then closed at once (a proxy with nothing behind it)")
+            }
             Probe::TimedOut => f.write_str("no answer (timed out)"),
             Probe::Unreachable { error } => write!(f, "unreachable ({error})"),
         }
@@ -141,9 +147,17 @@ impl std::fmt::Display for Probe {
 pub async fn probe(addr: SocketAddr, timeout: std::time::Duration) -> Probe {
     let start = std::time::Instant::now();
     match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
-        Ok(Ok(_)) => Probe::Answered {
-            millis: start.elapsed().as_millis() as u64,
-        },
+        Ok(Ok(s)) => {
+            let millis = start.elapsed().as_millis() as u64;
+            // A proxy accepts first and gives up when it cannot reach what is behind it:
+            // watch the connection briefly for an immediate reset or close.
+            let mut b = [0u8; 1];
+            match tokio::time::timeout(std::time::Duration::from_millis(100), s.peek(&mut b)).await
+            {
+                Ok(Ok(0)) | Ok(Err(_)) => Probe::ClosedAtOnce,
+                _ => Probe::Answered { millis },
+            }
+        }
         Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => Probe::Refused,
         Ok(Err(e)) => Probe::Unreachable {
             error: e.to_string(),

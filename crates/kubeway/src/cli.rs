@@ -63,6 +63,19 @@ pub enum Command {
     ///   kubeway forward deploy/web :http       # a free local port -> each pod's `http` port
     ///   kubeway forward web-7d4b9c-x2x 9000    # a pod (a bare NAME is a pod, as in kubectl)
     Forward(ForwardArgs),
+    /// Explain the way from this host to a Service's (or pod's, or workload's) pods: every hop
+    /// from the host through the driver boundary, the node, the Service, the EndpointSlices and
+    /// the pods to the process inside, checked live; the first broken hop is named with its
+    /// layer (driver, Kubernetes, app, API) and the command that fixes or bypasses it.
+    ///
+    /// Exit codes: 0 the path works (perhaps with warnings), 3 it is broken, 1 an error.
+    ///
+    /// Examples:
+    ///   kubeway explain web                     # a bare NAME is a Service
+    ///   kubeway explain svc/web:80 --via node-port
+    ///   kubeway explain deploy/web -o json
+    ///   kubeway explain svc/web --svg path.svg  # a picture of the path
+    Explain(ExplainArgs),
     /// A first minute with kubeway: start a lab with a sample app, reach `web` through a
     /// port-forward, fetch its page, and keep the way open until Ctrl-C.
     Demo(DemoArgs),
@@ -85,6 +98,50 @@ pub struct ForwardArgs {
     /// spdy, v4.
     #[arg(long, default_value = "auto")]
     pub transport: String,
+}
+
+/// Which way into the cluster a question is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Via {
+    /// Any way that works (port-forward included).
+    Any,
+    /// A direct way: NodePort or LoadBalancer address.
+    Direct,
+    /// A NodePort on a node address or localhost.
+    NodePort,
+    /// The LoadBalancer address.
+    LoadBalancer,
+    /// A port-forward through the API server.
+    PortForward,
+}
+
+impl From<Via> for kubeway_core::explain::Intent {
+    fn from(v: Via) -> Self {
+        use kubeway_core::explain::Intent;
+        match v {
+            Via::Any => Intent::Any,
+            Via::Direct => Intent::Direct,
+            Via::NodePort => Intent::NodePort,
+            Via::LoadBalancer => Intent::LoadBalancer,
+            Via::PortForward => Intent::PortForward,
+        }
+    }
+}
+
+/// `kubeway explain`.
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// svc/NAME[:PORT], pod/NAME[:PORT], deploy/NAME[:PORT] … (a bare NAME is a Service).
+    pub target: String,
+    /// Which way the question is about (default: any way that works).
+    #[arg(long, value_enum, default_value_t = Via::Any)]
+    pub via: Via,
+    /// Also write the path as an SVG picture to this file.
+    #[arg(long, value_name = "PATH")]
+    pub svg: Option<PathBuf>,
+    /// How long each live probe may take.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub probe_timeout: std::time::Duration,
 }
 
 /// `kubeway env`.
@@ -214,10 +271,18 @@ pub async fn run(cli: Cli) -> Result<()> {
     match &cli.command {
         Command::Env(args) => return crate::env::run(&cli, args.probe_timeout).await,
         Command::Forward(args) => return crate::forward::run(&cli, args).await,
+        Command::Explain(args) => {
+            if !crate::explain::run(&cli, args).await? {
+                use std::io::Write;
+                let _ = std::io::stdout().flush();
+                std::process::exit(3);
+            }
+            return Ok(());
+        }
         _ => {}
     }
     match cli.command {
-        Command::Env(_) | Command::Forward(_) => Ok(()),
+        Command::Env(_) | Command::Forward(_) | Command::Explain(_) => Ok(()),
         Command::Lab(LabCommand::Up(args)) => crate::lab::up(args, cli.output).await,
         Command::Demo(args) => crate::demo::run(args, cli.output).await,
     }

@@ -3,6 +3,7 @@
 mod cli;
 mod demo;
 mod env;
+mod explain;
 mod forward;
 mod lab;
 
