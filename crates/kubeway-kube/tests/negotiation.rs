@@ -422,3 +422,35 @@ async fn a_session_that_stops_answering_pings_is_replaced() {
         assert_eq!(stats.sessions_alive, 1, "{t}: {stats:?}");
     }
 }
+
+#[tokio::test]
+async fn a_burst_of_connections_spreads_over_the_pool() {
+    let fake = FakeApi::start(Behaviour {
+        ws_spdy: Answer::Serve,
+        spdy: Answer::Serve,
+        v4: Answer::Serve,
+    })
+    .await;
+    let fwd = forwarder(&fake, "p", forced(Transport::Spdy).with_sessions(2));
+    let mut set = tokio::task::JoinSet::new();
+    for k in 0..40 {
+        let fwd = fwd.clone();
+        set.spawn(async move { echo_ok(&fwd, k, 50_000, true).await });
+    }
+    while let Some(r) = set.join_next().await {
+        r.expect("no panic");
+    }
+    let per_session = |n: usize| {
+        fake.streams()
+            .iter()
+            .filter(|s| s.session == n && s.stream_type == "data")
+            .count()
+    };
+    let (a, b) = (per_session(1), per_session(2));
+    assert_eq!(a + b, 40);
+    assert!(
+        a >= 10 && b >= 10,
+        "both sessions carry the burst: {a} + {b}"
+    );
+    assert_eq!(fwd.stats().sessions_opened, 2);
+}

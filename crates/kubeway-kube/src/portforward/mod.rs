@@ -199,7 +199,7 @@ pub enum ForwardError {
     /// The API server answered 403: RBAC does not allow this transport's verb.
     #[error(
         "the API server forbids the {transport} port-forward to pod {namespace}/{pod}: {message}. \
-         This transport needs the `{verb}` verb on pods/portforward{both}; ask an admin for it, or \
+         This transport needs the `{verb}` verb on pods/portforward{note}; ask an admin for it, or \
          choose another transport with --transport"
     )]
     Forbidden {
@@ -213,8 +213,9 @@ pub enum ForwardError {
         verb: &'static str,
         /// The server's Status message.
         message: String,
-        /// For WebSocket transports, the note about API servers 1.35 and later.
-        both: &'static str,
+        /// What newer API servers need on top (WebSocket transports on 1.35 and later also
+        /// need `create`), or empty.
+        note: &'static str,
     },
     /// The API server answered 401.
     #[error(

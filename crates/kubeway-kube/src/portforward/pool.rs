@@ -74,6 +74,8 @@ type DialOutcome = Result<Dialed, ForwardError>;
 struct DialInFlight {
     id: u64,
     rx: watch::Receiver<Option<DialOutcome>>,
+    /// Connections waiting for this session.
+    waiters: usize,
 }
 
 #[derive(Default)]
@@ -82,8 +84,6 @@ struct PoolState {
     dials: Vec<DialInFlight>,
     /// Lost sessions not yet replaced.
     lost_unreplaced: u64,
-    /// Spreads waiters over dials in flight.
-    next_waiter: usize,
 }
 
 /// The transport that worked, shared by the forwarders of one cluster (see
@@ -139,6 +139,9 @@ enum Route {
 enum OpenFailure {
     /// The session cannot open streams any more: take another.
     SessionDead(SessionError),
+    /// The server refused the stream unprocessed (REFUSED_STREAM): safe to retry. A busy server
+    /// does this under a burst; one that stopped taking streams does it every time.
+    Refused(SessionError),
     /// This connection only.
     Connection(SessionError),
 }
@@ -211,14 +214,16 @@ impl PortForwarder {
     ///
     /// On a SPDY transport this opens two streams on the least busy live session of the pool
     /// (dialing one if the pool is not full yet); if that session turns out to be dead, a new
-    /// one is dialed and the connection retried once. Errors name what to do: a 403 names the
-    /// RBAC verb the transport needs, a 404 the missing pod.
+    /// one is dialed and the connection retried once. A stream the server refuses unprocessed
+    /// is retried once as is; a session that refuses it twice is treated as dead. Errors name
+    /// what to do: a 403 names the RBAC verb the transport needs, a 404 the missing pod.
     pub async fn connect(&self, port: u16) -> Result<PfStream, KubeError> {
         if port == 0 {
             return Err(ForwardError::InvalidPort.into());
         }
         let inner = &self.inner;
-        let mut retried = false;
+        let mut redialed = false;
+        let mut refused_by: Option<u64> = None;
         loop {
             let session = match inner.acquire().await? {
                 Route::V4 => return inner.connect_v4(port).await,
@@ -229,12 +234,25 @@ impl PortForwarder {
                     let guard = ConnGuard::new(Arc::clone(&inner.counters));
                     return Ok(PfStream::spdy(data, error, session.transport, guard));
                 }
-                Err(OpenFailure::SessionDead(e)) if !retried => {
+                Err(OpenFailure::SessionDead(e)) if !redialed => {
                     tracing::debug!(error = %e, pod = %inner.pod, "session dead; redialing once");
                     inner.discard(session.id);
-                    retried = true;
+                    redialed = true;
                 }
-                Err(OpenFailure::SessionDead(e) | OpenFailure::Connection(e)) => {
+                Err(OpenFailure::Refused(e)) if refused_by.is_none() => {
+                    tracing::debug!(error = %e, pod = %inner.pod, "stream refused; retrying once");
+                    refused_by = Some(session.id);
+                }
+                Err(OpenFailure::Refused(e)) if refused_by == Some(session.id) && !redialed => {
+                    tracing::debug!(error = %e, pod = %inner.pod, "session refuses streams; redialing once");
+                    inner.discard(session.id);
+                    redialed = true;
+                }
+                Err(
+                    OpenFailure::SessionDead(e)
+                    | OpenFailure::Refused(e)
+                    | OpenFailure::Connection(e),
+                ) => {
                     return Err(ForwardError::OpenStreams {
                         pod: inner.pod.clone(),
                         port,
@@ -316,11 +334,10 @@ fn classify(e: SessionError) -> OpenFailure {
         | SessionError::OpenStreamGoneAway { .. }
         | SessionError::OpenStreamTimeout { .. }
         | SessionError::PingTimeout => OpenFailure::SessionDead(e),
-        // "Not processed, safe to retry": the server stopped taking streams on this session.
         SessionError::OpenStreamReset { status, .. }
             if status == kubeway_spdy::RstStatus::REFUSED_STREAM =>
         {
-            OpenFailure::SessionDead(e)
+            OpenFailure::Refused(e)
         }
         _ => OpenFailure::Connection(e),
     }
@@ -347,20 +364,26 @@ impl Inner {
             if st.sessions.len() + st.dials.len() < self.options.sessions {
                 self.start_dial(&mut st);
             }
-            if let Some(s) = st
+            // The least loaded of the live sessions and the sessions being dialed (two streams
+            // per connection, waiting or open), so a burst spreads over the pool as it fills.
+            let st = &mut *st;
+            let session = st
                 .sessions
                 .iter()
-                .min_by_key(|s| s.session.active_streams())
-            {
-                return Ok(Route::Session(Arc::clone(s)));
-            }
-            // No live session: wait for a dial in flight (there is at least the one just started).
-            let n = st.dials.len().max(1);
-            let i = st.next_waiter % n;
-            st.next_waiter = st.next_waiter.wrapping_add(1);
-            match st.dials.get(i) {
-                Some(d) => d.rx.clone(),
-                None => {
+                .map(|s| (s.session.active_streams(), s))
+                .min_by_key(|(load, _)| *load);
+            let dial = st.dials.iter_mut().min_by_key(|d| d.waiters);
+            match (session, dial) {
+                (Some((load, _)), Some(d)) if 2 * d.waiters < load => {
+                    d.waiters += 1;
+                    d.rx.clone()
+                }
+                (Some((_, s)), _) => return Ok(Route::Session(Arc::clone(s))),
+                (None, Some(d)) => {
+                    d.waiters += 1;
+                    d.rx.clone()
+                }
+                (None, None) => {
                     return Err(ForwardError::DialAbandoned {
                         pod: self.pod.clone(),
                     });
@@ -422,7 +445,7 @@ impl Inner {
     fn start_dial(self: &Arc<Self>, st: &mut PoolState) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = watch::channel(None);
-        st.dials.push(DialInFlight { id, rx });
+        st.dials.push(DialInFlight { id, rx, waiters: 0 });
         let inner = Arc::clone(self);
         tokio::spawn(async move {
             let outcome = inner.dial(id).await;
@@ -598,7 +621,7 @@ impl Inner {
                 ForwardError::Unauthorized { transport, message }
             }
             UpgradeError::Forbidden { message } => {
-                let (verb, both) = match transport {
+                let (verb, note) = match transport {
                     Transport::Spdy => ("create", ""),
                     _ => (
                         "get",
@@ -611,7 +634,7 @@ impl Inner {
                     transport,
                     verb,
                     message,
-                    both,
+                    note,
                 }
             }
             UpgradeError::NotFound => ForwardError::PodNotFound { namespace, pod },
