@@ -181,10 +181,7 @@ pub async fn handle(
         let upgrade = hyper::upgrade::on(&mut req);
         tokio::spawn(async move {
             let Ok(upgraded) = upgrade.await else { return };
-            tokio::select! {
-                _ = serve_spdy(ctx, TokioIo::new(upgraded), target) => {}
-                _ = cancel.cancelled() => {}
-            }
+            serve_spdy(ctx, TokioIo::new(upgraded), target, cancel).await;
         });
         let mut r = Response::new(crate::api::json_response(200, &Value::Null).into_body());
         *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
@@ -209,10 +206,7 @@ pub async fn handle(
             let Ok(upgraded) = upgrade.await else { return };
             let ws =
                 WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
-            tokio::select! {
-                _ = serve_spdy(ctx, kubeway_spdy::MessageTunnel::new(ws), target) => {}
-                _ = cancel.cancelled() => {}
-            }
+            serve_spdy(ctx, kubeway_spdy::MessageTunnel::new(ws), target, cancel).await;
         });
         return switching_websocket(&accept, transport);
     }
@@ -270,20 +264,27 @@ struct Pair {
 /// every stream is answered, the error and data streams of a connection are paired by
 /// `requestid`, the pod is dialed, and a failure is written on that connection's error stream
 /// only. No WINDOW_UPDATE is ever sent.
-async fn serve_spdy<T>(ctx: Arc<Ctx>, io: T, pod: PodTarget)
-where
+async fn serve_spdy<T>(
+    ctx: Arc<Ctx>,
+    io: T,
+    pod: PodTarget,
+    cancel: tokio_util::sync::CancellationToken,
+) where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let (session, mut incoming) = kubeway_spdy::Session::new(
-        io,
-        kubeway_spdy::Role::Server,
-        kubeway_spdy::Config::default(),
-    );
+    let mut config = kubeway_spdy::Config::default();
+    // The kubelet answers every stream; never refuse a burst for want of backlog.
+    config.accept_backlog = 65536;
+    let (session, mut incoming) =
+        kubeway_spdy::Session::new(io, kubeway_spdy::Role::Server, config);
+    let mut forwards = tokio::task::JoinSet::new();
     let mut pairs: std::collections::HashMap<String, Pair> = std::collections::HashMap::new();
     let (expire_tx, mut expire_rx) = mpsc::unbounded_channel::<String>();
     loop {
         let inc = tokio::select! {
             i = incoming.next() => match i { Some(i) => i, None => break },
+            _ = cancel.cancelled() => break,
+            Some(_) = forwards.join_next(), if !forwards.is_empty() => continue,
             Some(key) = expire_rx.recv() => {
                 if let Some(p) = pairs.remove(&key) {
                     tracing::debug!(%key, "timed out waiting for the other stream of a port-forward connection");
@@ -341,10 +342,16 @@ where
             };
             let ctx = ctx.clone();
             let pod = pod.clone();
-            tokio::spawn(forward_pair(ctx, pod, port, error, data));
+            forwards.spawn(forward_pair(ctx, pod, port, error, data));
         }
     }
-    drop(session);
+    if cancel.is_cancelled() {
+        // The API server is going away: every connection it carried is cut.
+        forwards.abort_all();
+        session.close().await;
+    } else {
+        while forwards.join_next().await.is_some() {}
+    }
 }
 
 async fn forward_pair(
@@ -356,7 +363,12 @@ async fn forward_pair(
 ) {
     match pod.dial(&ctx, port).await {
         Ok(mut tcp) => {
-            let _ = tokio::io::copy_bidirectional(&mut data, &mut tcp).await;
+            if let Err(e) = tokio::io::copy_bidirectional(&mut data, &mut tcp).await {
+                // Like the kubelet: a failure on the pod side is reported on this connection's
+                // error stream.
+                let text = forward_error(port, &pod.name, &pod.uid, &format!("read tcp: {e}"));
+                let _ = error.write_all(text.as_bytes()).await;
+            }
             let _ = data.shutdown().await;
             let _ = error.shutdown().await;
         }

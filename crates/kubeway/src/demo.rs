@@ -1,18 +1,18 @@
 //! `kubeway demo`: the newcomer's first minute. A lab with the sample app, the way to `web`
-//! opened through a port-forward, the page fetched once, the way kept open until Ctrl-C.
+//! explained hop by hop, then opened with `kubeway forward`, the page fetched once, the way kept
+//! open until Ctrl-C.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::io::IsTerminal;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
-use kubeway_core::target::PortRef;
-use kubeway_kube::{ConnectOptions, connect, portforward_v4, service_backends};
+use kubeway_core::target::{PortSpec, Target, TargetKind};
+use kubeway_kube::{ConnectOptions, connect};
 use serde_json::json;
-use tokio_util::sync::CancellationToken;
 
 use crate::cli::{DemoArgs, Output};
 use crate::lab::{describe, remove_written, shutdown_signal, start};
@@ -46,10 +46,11 @@ async fn fetch(addr: std::net::SocketAddr) -> Result<(u16, String)> {
 /// Runs the demo.
 pub async fn run(args: DemoArgs, output: Output) -> Result<()> {
     let text = output == Output::Text;
+    let stop = shutdown_signal();
     let dir = std::env::temp_dir().join(format!("kubeway-demo-{}", std::process::id()));
     let kubeconfig = dir.join("kubeconfig");
     let lab = start(&args.lab, true).await?;
-    let result = demo(&lab, &args, &kubeconfig, text).await;
+    let result = demo(&lab, &args, &kubeconfig, text, stop).await;
     lab.shutdown().await;
     remove_written(&kubeconfig);
     let _ = std::fs::remove_dir(&dir);
@@ -61,6 +62,7 @@ async fn demo(
     args: &DemoArgs,
     kubeconfig: &std::path::Path,
     text: bool,
+    stop: impl std::future::Future<Output = ()>,
 ) -> Result<()> {
     lab.write_kubeconfig(kubeconfig)?;
     if text {
@@ -83,50 +85,58 @@ async fn demo(
             "the sample app's web pods did not become ready within 30s (Kubernetes layer: see `kubectl get pods` with the kubeconfig above)"
         );
     }
-    let cluster = connect(&ConnectOptions {
+    let opts = ConnectOptions {
         kubeconfig: Some(kubeconfig.to_path_buf()),
         namespace: Some("default".into()),
         ..Default::default()
-    })
-    .await?;
-    let (svc_port, backends) = service_backends(&cluster, "web", &PortRef::Number(80)).await?;
-    let listener = kubeway_net::bind_loopback(args.port)
+    };
+    // What kubeway sees: the environment, then the path to `web` hop by hop.
+    let env = crate::env::report(&opts, Duration::from_millis(500)).await?;
+    let svg = kubeconfig.with_file_name("web.svg");
+    let explain_args = crate::cli::ExplainArgs {
+        target: "svc/web".into(),
+        via: crate::cli::Via::Any,
+        svg: None,
+        probe_timeout: Duration::from_millis(500),
+    };
+    let path = crate::explain::report(&opts, &explain_args).await?;
+    if text {
+        println!();
+        println!(
+            "kubeway env: {} — {}",
+            env.detection.provider.display_name(),
+            env.detection.strategy
+        );
+        println!();
+        print!(
+            "{}",
+            kubeway_core::render::text(&path, std::io::stdout().is_terminal())
+        );
+        if std::fs::write(&svg, kubeway_core::render::svg(&path)).is_ok() {
+            println!(
+                "  (the same path as a picture, while the demo runs: {})",
+                svg.display()
+            );
+        }
+        println!();
+    }
+    let cluster = connect(&opts).await?;
+    let target = Target::parse("svc/web", TargetKind::Service)?;
+    let spec: PortSpec = format!("{}:80", args.port).parse()?;
+    let fwd = crate::forward::open_for_demo(&cluster, &target, &spec)
         .await
         .with_context(|| {
             format!(
-                "binding 127.0.0.1:{} for the way to web (is the port in use? try --port 0)",
+                "opening the way to web on 127.0.0.1:{} (is the port in use? try --port 0)",
                 args.port
             )
         })?;
-    let local = listener.local_addr()?;
-    let cancel = CancellationToken::new();
-    let stats = Arc::new(kubeway_net::Stats::default());
-    let next = Arc::new(AtomicUsize::new(0));
-    let backends = Arc::new(backends);
-    let serve = {
-        let cluster = cluster.clone();
-        let backends = backends.clone();
-        tokio::spawn(kubeway_net::serve(
-            listener,
-            cancel.clone(),
-            stats.clone(),
-            move |_| {
-                let cluster = cluster.clone();
-                let b = backends[next.fetch_add(1, Ordering::Relaxed) % backends.len()].clone();
-                async move { portforward_v4(&cluster, &b.pod, b.port).await }
-            },
-        ))
-    };
-    let pods: Vec<String> = backends
-        .iter()
-        .map(|b| format!("{}:{}", b.pod, b.port))
-        .collect();
+    let local = fwd.locals[0];
     let (status, page) = fetch(local).await?;
     if text {
         println!(
-            "  the way:    you → 127.0.0.1:{} → port-forward through the API server → svc/web:{svc_port} → pod {}",
-            local.port(),
-            pods.join(" | ")
+            "  the way:    you → 127.0.0.1:{} → kubeway forward (port-forward through the API server, spread over the ready pods) → svc/web:80",
+            local.port()
         );
         println!();
         println!("GET http://{local}/ → {status}");
@@ -137,25 +147,26 @@ async fn demo(
     } else {
         println!(
             "{}",
-            json!({"event": "fetched", "url": format!("http://{local}/"), "status": status, "body": page, "backends": pods})
+            json!({"event": "fetched", "url": format!("http://{local}/"), "status": status, "body": page, "environment": env.detection.provider.as_str(), "verdict": path.verdict.health})
         );
     }
     if !args.once {
         if text {
             println!(
-                "Forwarding from 127.0.0.1:{} -> svc/web:{svc_port}   (open http://{local}/ in a browser; Ctrl-C stops the demo)",
+                "Forwarding from 127.0.0.1:{} -> svc/web:80   (open http://{local}/ in a browser; Ctrl-C stops the demo)",
                 local.port()
             );
         } else {
             println!(
                 "{}",
-                json!({"event": "forwarding", "local": local.to_string(), "target": "svc/web", "port": svc_port})
+                json!({"event": "forwarding", "local": local.to_string(), "target": "svc/web", "port": 80})
             );
         }
-        shutdown_signal().await;
+        stop.await;
     }
-    cancel.cancel();
-    let _ = serve.await;
+    let stats = fwd.stats.clone();
+    fwd.stop().await;
+    let _ = std::fs::remove_file(&svg);
     if text && !args.once {
         println!(
             "\nstopped: {} connection(s), {} bytes up, {} bytes down; the lab is gone and nothing is left listening",

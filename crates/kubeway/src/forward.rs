@@ -209,55 +209,56 @@ fn describe_set(set: &BackendSet) -> String {
         .join(", ")
 }
 
-/// Runs `kubeway forward`.
-pub async fn run(cli: &Cli, args: &ForwardArgs) -> Result<()> {
-    let out = Out {
-        json: cli.output == Output::Json,
-    };
-    let target = Target::parse_without_port(&args.target, TargetKind::Pod)
-        .with_context(|| format!("reading the target {:?}", args.target))?;
-    if args.ports.is_empty() {
-        bail!(
-            "name at least one port: `kubeway forward {} 8080:80` (LOCAL:REMOTE), `:80` for a free local port",
-            args.target
-        );
-    }
-    let specs: Vec<PortSpec> = args
-        .ports
-        .iter()
-        .map(|p| {
-            p.parse::<PortSpec>()
-                .with_context(|| format!("reading the port {p:?}"))
-        })
-        .collect::<Result<_>>()?;
-    let transport: Transport = args.transport.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
-    let ips = addresses(&args.address)?;
-    let cluster = connect(&ConnectOptions {
-        kubeconfig: cli.kubeconfig.clone(),
-        context: cli.context.clone(),
-        namespace: cli.namespace.clone(),
-    })
-    .await?;
-    cluster
-        .client
-        .apiserver_version()
-        .await
-        .with_context(|| format!("cannot reach the API server at {} (API layer: is the cluster running? check `kubectl cluster-info`)", cluster.server))?;
-    preflight_rbac(&cluster, transport).await?;
+/// A running forward: listeners, routers and counters.
+pub struct Forwarding {
+    /// One router per port spec.
+    routers: Vec<(Resolved, Arc<Router>)>,
+    /// The accept loops.
+    serving: Vec<tokio::task::JoinHandle<()>>,
+    /// The local addresses listened on.
+    pub locals: Vec<SocketAddr>,
+    /// Connection counters.
+    pub stats: Arc<Stats>,
+    /// Cancels everything.
+    pub cancel: CancellationToken,
+}
 
+impl Forwarding {
+    /// Stops accepting and gives open connections up to two seconds to finish.
+    pub async fn stop(self) {
+        self.cancel.cancel();
+        let _ = tokio::time::timeout(
+            Duration::from_secs(2),
+            futures::future::join_all(self.serving),
+        )
+        .await;
+    }
+}
+
+/// Opens the forward: watches the backends of `target` for each port and listens on `ips`.
+async fn open(
+    cluster: &Cluster,
+    target: &Target,
+    specs: &[PortSpec],
+    ips: &[IpAddr],
+    transport: Transport,
+    pod_running_timeout: Duration,
+    out: Out,
+) -> Result<Forwarding> {
     let cancel = CancellationToken::new();
     let stats = Arc::new(Stats::default());
     let mut serving = Vec::new();
+    let mut locals = Vec::new();
     let mut routers = Vec::new();
-    for spec in &specs {
-        let (resolved, rx) = watch_backends(&cluster, &target, &spec.remote, cancel.child_token())
+    for spec in specs {
+        let (resolved, rx) = watch_backends(cluster, target, &spec.remote, cancel.child_token())
             .await
             .inspect_err(|_| cancel.cancel())?;
         if target.kind == TargetKind::Pod {
-            wait_pod_running(&rx, args.pod_running_timeout, &resolved).await?;
+            wait_pod_running(&rx, pod_running_timeout, &resolved).await?;
         }
         let base = PortForwarder::new(
-            &cluster,
+            cluster,
             &cluster.namespace,
             rx.borrow()
                 .ready
@@ -279,7 +280,7 @@ pub async fn run(cli: &Cli, args: &ForwardArgs) -> Result<()> {
         let mut port = spec
             .local
             .bind_port(spec.remote.number().unwrap_or(resolved.remote_port));
-        for ip in &ips {
+        for ip in ips {
             let listener = match bind(*ip, port).await {
                 Ok(l) => l,
                 Err(e) if ip.is_ipv6() && ips.len() > 1 => {
@@ -292,6 +293,7 @@ pub async fn run(cli: &Cli, args: &ForwardArgs) -> Result<()> {
                 }
             };
             let local = listener.local_addr()?;
+            locals.push(local);
             port = local.port();
             out.event(
                 format!("Forwarding from {} -> {}", fmt_addr(local), resolved.remote_port),
@@ -319,6 +321,86 @@ pub async fn run(cli: &Cli, args: &ForwardArgs) -> Result<()> {
         spawn_reporter(rx, router.clone(), resolved.clone(), cancel.clone());
         routers.push((resolved, router));
     }
+    Ok(Forwarding {
+        routers,
+        serving,
+        locals,
+        stats,
+        cancel,
+    })
+}
+
+/// Opens a forward for the demo: `target` on a local port of 127.0.0.1, text events on stderr.
+pub async fn open_for_demo(
+    cluster: &Cluster,
+    target: &Target,
+    spec: &PortSpec,
+) -> Result<Forwarding> {
+    open(
+        cluster,
+        target,
+        std::slice::from_ref(spec),
+        &[IpAddr::V4(Ipv4Addr::LOCALHOST)],
+        Transport::Auto,
+        Duration::from_secs(60),
+        Out { json: false },
+    )
+    .await
+}
+
+/// Runs `kubeway forward`.
+pub async fn run(cli: &Cli, args: &ForwardArgs) -> Result<()> {
+    let out = Out {
+        json: cli.output == Output::Json,
+    };
+    let target = Target::parse_without_port(&args.target, TargetKind::Pod)
+        .with_context(|| format!("reading the target {:?}", args.target))?;
+    if args.ports.is_empty() {
+        bail!(
+            "name at least one port: `kubeway forward {} 8080:80` (LOCAL:REMOTE), `:80` for a free local port",
+            args.target
+        );
+    }
+    let specs: Vec<PortSpec> = args
+        .ports
+        .iter()
+        .map(|p| {
+            p.parse::<PortSpec>()
+                .with_context(|| format!("reading the port {p:?}"))
+        })
+        .collect::<Result<_>>()?;
+    let transport: Transport = args.transport.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let ips = addresses(&args.address)?;
+    let stop = shutdown_signal();
+    let cluster = connect(&ConnectOptions {
+        kubeconfig: cli.kubeconfig.clone(),
+        context: cli.context.clone(),
+        namespace: cli.namespace.clone(),
+    })
+    .await?;
+    cluster
+        .client
+        .apiserver_version()
+        .await
+        .with_context(|| format!("cannot reach the API server at {} (API layer: is the cluster running? check `kubectl cluster-info`)", cluster.server))?;
+    preflight_rbac(&cluster, transport).await?;
+
+    let Forwarding {
+        routers,
+        serving,
+        stats,
+        cancel,
+        ..
+    } = open(
+        &cluster,
+        &target,
+        &specs,
+        &ips,
+        transport,
+        args.pod_running_timeout,
+        out,
+    )
+    .await?;
     let status = spawn_status_line(stats.clone(), out, cancel.clone());
 
     // Run until Ctrl-C, or until a single-pod target is deleted.
@@ -342,7 +424,7 @@ pub async fn run(cli: &Cli, args: &ForwardArgs) -> Result<()> {
         }
     };
     let ended_by = tokio::select! {
-        _ = shutdown_signal() => None,
+        _ = stop => None,
         msg = pod_gone => Some(msg),
     };
     // Stop accepting, let in-flight connections drain briefly.

@@ -29,26 +29,33 @@ pub async fn start(opts: &LabOptions, sample: bool) -> Result<Lab> {
     })
 }
 
-/// Resolves when the process is asked to stop (Ctrl-C or SIGTERM).
-pub async fn shutdown_signal() {
+/// Resolves when the process is asked to stop (Ctrl-C or SIGTERM). The handlers are installed
+/// when this is called, not when it is first polled, so call it before announcing readiness.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
+        let term = signal(SignalKind::terminate());
+        let int = signal(SignalKind::interrupt());
+        async move {
+            match (term, int) {
+                (Ok(mut term), Ok(mut int)) => {
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = int.recv() => {}
+                    }
                 }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 
@@ -98,6 +105,7 @@ pub async fn up(args: LabUpArgs, output: Output) -> Result<()> {
         .kubeconfig_out
         .clone()
         .unwrap_or_else(default_kubeconfig_path);
+    let stop = shutdown_signal();
     let lab = start(&args.lab, args.sample).await?;
     if let Err(e) = lab.write_kubeconfig(&path) {
         lab.shutdown().await;
@@ -120,7 +128,7 @@ pub async fn up(args: LabUpArgs, output: Output) -> Result<()> {
             );
         }
     }
-    shutdown_signal().await;
+    stop.await;
     lab.shutdown().await;
     remove_written(&path);
     if output == Output::Json {
