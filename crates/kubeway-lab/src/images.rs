@@ -222,15 +222,27 @@ impl Drop for Running {
     }
 }
 
+/// Binds with a deep accept queue, as servers in containers usually have (tokio's default is 128).
+pub fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(4096)
+}
+
 async fn bind(ip: IpAddr, port: u16) -> std::io::Result<(TcpListener, u16)> {
-    match TcpListener::bind(SocketAddr::new(ip, port)).await {
+    match listen(SocketAddr::new(ip, port)) {
         Ok(l) => {
             let actual = l.local_addr()?.port();
             Ok((l, actual))
         }
         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
             // Unprivileged lab: serve a privileged container port on a free port, remembered in `bound`.
-            let l = TcpListener::bind(SocketAddr::new(ip, 0)).await?;
+            let l = listen(SocketAddr::new(ip, 0))?;
             let p = l.local_addr()?.port();
             Ok((l, p))
         }

@@ -404,9 +404,7 @@ impl Lab {
         sans.extend(nodes.iter().map(|n| n.ip.to_string()));
         let pki = tls::LabPki::generate(&sans)?;
         let addr = SocketAddr::from(([127, 0, 0, 1], spec.api_port));
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| LabError::Bind { addr, source })?;
+        let listener = images::listen(addr).map_err(|source| LabError::Bind { addr, source })?;
         let bound = listener
             .local_addr()
             .map_err(|source| LabError::Bind { addr, source })?;
@@ -655,9 +653,7 @@ impl Lab {
     /// Starts the API server again on the same port after [`Lab::stop_api`].
     pub async fn start_api(&self) -> Result<(), LabError> {
         let addr = self.ctx.api_addr();
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| LabError::Bind { addr, source })?;
+        let listener = images::listen(addr).map_err(|source| LabError::Bind { addr, source })?;
         self.spawn_api(listener);
         Ok(())
     }

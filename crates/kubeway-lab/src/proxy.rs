@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::Value;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::Ctx;
@@ -109,7 +108,7 @@ impl Proxy {
             want.into_iter().filter(|k| !l.contains_key(k)).collect()
         };
         for key in to_open {
-            let listener = match TcpListener::bind(key.addr).await {
+            let listener = match crate::images::listen(key.addr) {
                 Ok(l) => l,
                 Err(e) => {
                     tracing::debug!(addr = %key.addr, error = %e, "node port listener not opened");

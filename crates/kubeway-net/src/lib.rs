@@ -89,9 +89,26 @@ pub async fn serve<F, Fut, S, E>(
     tracker.wait().await;
 }
 
+/// Pending connections a listener queues: as Go's listeners (kubectl), not tokio's 128, so a
+/// burst of hundreds of connects is not dropped and retried a second later.
+pub const BACKLOG: u32 = 4096;
+
+/// Binds a listener on `addr` with a [`BACKLOG`]-deep accept queue.
+pub fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
+}
+
 /// Binds a loopback listener; port 0 picks a free one.
 pub async fn bind_loopback(port: u16) -> std::io::Result<TcpListener> {
-    TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port))).await
+    listen(SocketAddr::from(([127, 0, 0, 1], port)))
 }
 
 /// Connects to a loopback address (tests and probes).

@@ -87,7 +87,7 @@ impl Router {
             .filter(|r| !r.is_empty())
     }
 
-    async fn dial(&self) -> Result<kubeway_kube::PfStream, String> {
+    async fn dial(&self) -> Result<Conn, String> {
         let mut last = String::from("no ready endpoint");
         for _ in 0..3 {
             let Some(ready) = self.ready().await else {
@@ -105,6 +105,11 @@ impl Router {
             let ep = &ready[self.next.fetch_add(1, Ordering::Relaxed) % ready.len()];
             match self.forwarder(&ep.pod).connect(ep.port).await {
                 Ok(s) => {
+                    let s = Conn {
+                        eof_on_shutdown: s.transport() == Transport::V4,
+                        inner: s,
+                        shut: false,
+                    };
                     *self
                         .per_pod
                         .lock()
@@ -121,6 +126,56 @@ impl Router {
         }
         self.errors.fetch_add(1, Ordering::Relaxed);
         Err(last)
+    }
+}
+
+/// A forwarded connection. `v4.channel.k8s.io` cannot carry a half-close, so there the
+/// connection ends when the local client half-closes (otherwise it would wait forever for a pod
+/// that waits for the EOF); SPDY passes the half-close on.
+struct Conn {
+    inner: kubeway_kube::PfStream,
+    eof_on_shutdown: bool,
+    shut: bool,
+}
+
+impl tokio::io::AsyncRead for Conn {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if self.shut && self.eof_on_shutdown {
+            return std::task::Poll::Ready(Ok(()));
+        }
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Conn {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let r = std::pin::Pin::new(&mut self.inner).poll_shutdown(cx);
+        if r.is_ready() {
+            self.shut = true;
+        }
+        r
     }
 }
 
@@ -145,8 +200,7 @@ fn addresses(spec: &str) -> Result<Vec<IpAddr>> {
 }
 
 async fn bind(ip: IpAddr, port: u16) -> Result<TcpListener> {
-    TcpListener::bind(SocketAddr::new(ip, port))
-        .await
+    kubeway_net::listen(SocketAddr::new(ip, port))
         .map_err(|e| match e.kind() {
             std::io::ErrorKind::AddrInUse => anyhow::anyhow!(
                 "local port {port} on {ip} is already in use: pick another (`{}:REMOTE`), or `:REMOTE` for a free one",

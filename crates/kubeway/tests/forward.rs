@@ -473,3 +473,31 @@ async fn bad_targets_and_ports_fail_clearly_leaving_nothing_listening() {
     let out = run(vec!["deployments.apps/web".into(), ":80".into()]).await;
     assert_eq!(out.status.code(), Some(1));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_transport_carries_requests_and_v4_never_hangs_on_half_close() {
+    let env = Env::start().await;
+    for transport in ["ws-spdy", "spdy", "v4"] {
+        let mut fw = env
+            .forward(&["--transport", transport, "svc/web", ":80"])
+            .await;
+        wait_for(&fw, "two endpoints", |f| ready_count(f) == 2).await;
+        let pod = get(fw.local)
+            .await
+            .unwrap_or_else(|e| panic!("{transport}: {e}"));
+        assert!(pod.starts_with("web-"), "{transport}: {pod}");
+        let _ = fw.child.kill().await;
+    }
+    // v4 cannot carry a half-close: the connection must end instead of waiting forever.
+    let mut fw = env
+        .forward(&["--transport", "v4", "svc/echo", ":9000"])
+        .await;
+    wait_for(&fw, "an echo endpoint", |f| ready_count(f) == 1).await;
+    let mut s = TcpStream::connect(fw.local).await.expect("connect");
+    s.write_all(b"ping").await.expect("write");
+    s.shutdown().await.expect("half-close");
+    let mut rest = Vec::new();
+    let ended = tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut rest)).await;
+    assert!(ended.is_ok(), "a half-closed v4 connection ends");
+    let _ = fw.child.kill().await;
+}
