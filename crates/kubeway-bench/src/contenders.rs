@@ -234,8 +234,8 @@ async fn start_loopback(env: &Env) -> anyhow::Result<Live> {
         .pod_rt
         .spawn(async {
             std::io::Result::Ok(vec![
-                servers::start(Protocol::Echo)?,
-                servers::start(Protocol::Blob)?,
+                servers::start(Protocol::Echo).await?,
+                servers::start(Protocol::Blob).await?,
             ])
         })
         .await

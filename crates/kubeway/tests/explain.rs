@@ -2,47 +2,20 @@
 //! that hop, its layer and a fix, and that the text says it in one plain sentence. A healthy
 //! Service is reported healthy with no false alarm.
 
+mod common;
+
 use std::process::Output;
 use std::time::Duration;
 
+use common::Env;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
 use kube::api::{Api, PostParams};
 use kubeway_core::env::Provider;
-use kubeway_lab::{Denial, Lab, LabSpec};
+use kubeway_lab::{Denial, LabSpec};
 use serde_json::{Value, json};
 
-struct Env {
-    lab: Lab,
-    _dir: tempfile::TempDir,
-    kubeconfig: std::path::PathBuf,
-}
-
 impl Env {
-    async fn start(spec: LabSpec) -> Self {
-        let lab = Lab::start(spec.with_sample()).await.expect("lab");
-        assert!(
-            lab.wait_ready("default", "app=web", 2, Duration::from_secs(30))
-                .await
-        );
-        let dir = tempfile::tempdir().expect("tempdir");
-        let kubeconfig = dir.path().join("kubeconfig");
-        lab.write_kubeconfig(&kubeconfig).expect("kubeconfig");
-        Self {
-            lab,
-            _dir: dir,
-            kubeconfig,
-        }
-    }
-
-    async fn client(&self) -> kube::Client {
-        let kc = kube::config::Kubeconfig::read_from(&self.kubeconfig).expect("read");
-        let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
-            .await
-            .expect("cfg");
-        kube::Client::try_from(cfg).expect("client")
-    }
-
     async fn run(&self, args: &[&str]) -> Output {
         let kc = self.kubeconfig.clone();
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
@@ -264,7 +237,7 @@ async fn driver_layer_scenarios() {
     assert_scenario("lb pending", &v, &text, "lb_ingress", "driver");
 
     // The SVG picture is written and is well-formed enough to open.
-    let svg = env._dir.path().join("web.svg");
+    let svg = env.dir.path().join("web.svg");
     let out = env
         .run(&["svc/web", "--svg", svg.to_str().expect("utf-8")])
         .await;

@@ -1,16 +1,19 @@
 //! `kubeway forward` end to end against the lab: spread over ready pods, rollouts under load,
 //! per-connection isolation, an API-server outage, and clear errors.
 
+mod common;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::Env;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
-use kubeway_lab::{Lab, LabSpec};
+use kubeway_lab::LabSpec;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -35,43 +38,7 @@ impl Forward {
     }
 }
 
-struct Env {
-    lab: Lab,
-    _dir: tempfile::TempDir,
-    kubeconfig: std::path::PathBuf,
-}
-
 impl Env {
-    async fn start() -> Self {
-        let lab = Lab::start(LabSpec::default().with_sample())
-            .await
-            .expect("lab");
-        assert!(
-            lab.wait_ready("default", "app=web", 2, Duration::from_secs(30))
-                .await
-        );
-        assert!(
-            lab.wait_ready("default", "app=echo", 1, Duration::from_secs(30))
-                .await
-        );
-        let dir = tempfile::tempdir().expect("tempdir");
-        let kubeconfig = dir.path().join("kubeconfig");
-        lab.write_kubeconfig(&kubeconfig).expect("kubeconfig");
-        Self {
-            lab,
-            _dir: dir,
-            kubeconfig,
-        }
-    }
-
-    async fn client(&self) -> kube::Client {
-        let kc = kube::config::Kubeconfig::read_from(&self.kubeconfig).expect("read");
-        let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
-            .await
-            .expect("cfg");
-        kube::Client::try_from(cfg).expect("client")
-    }
-
     async fn forward(&self, args: &[&str]) -> Forward {
         let mut child = Command::new(env!("CARGO_BIN_EXE_kubeway"))
             .args([
@@ -175,7 +142,7 @@ fn ready_count(fw: &Forward) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_spread_over_three_ready_pods() {
-    let env = Env::start().await;
+    let env = Env::start(LabSpec::default()).await;
     scale(&env, 3).await;
     let mut fw = env.forward(&["svc/web", ":80"]).await;
     wait_for(&fw, "three endpoints", |f| ready_count(f) == 3).await;
@@ -195,7 +162,7 @@ async fn connections_spread_over_three_ready_pods() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rollout_under_load_loses_nothing() {
-    let env = Env::start().await;
+    let env = Env::start(LabSpec::default()).await;
     scale(&env, 3).await;
     let mut fw = env.forward(&["svc/web", ":80"]).await;
     wait_for(&fw, "three endpoints", |f| ready_count(f) == 3).await;
@@ -343,7 +310,7 @@ async fn stream_echo(addr: SocketAddr, seed: u64, n: usize) -> Result<(), String
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_reset_connection_leaves_the_others_intact() {
-    let env = Env::start().await;
+    let env = Env::start(LabSpec::default()).await;
     let mut fw = env.forward(&["svc/echo", ":9000"]).await;
     wait_for(&fw, "an echo endpoint", |f| ready_count(f) == 1).await;
     let mut tasks = tokio::task::JoinSet::new();
@@ -377,7 +344,7 @@ async fn one_reset_connection_leaves_the_others_intact() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_api_outage_is_reported_and_survived() {
-    let env = Env::start().await;
+    let env = Env::start(LabSpec::default()).await;
     let mut fw = env.forward(&["svc/web", ":80"]).await;
     wait_for(&fw, "two endpoints", |f| ready_count(f) == 2).await;
     get(fw.local).await.expect("works before the outage");
@@ -421,7 +388,7 @@ async fn an_api_outage_is_reported_and_survived() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_targets_and_ports_fail_clearly_leaving_nothing_listening() {
-    let env = Env::start().await;
+    let env = Env::start(LabSpec::default()).await;
     let run = |args: Vec<String>| {
         let kc = env.kubeconfig.clone();
         async move {
@@ -476,7 +443,7 @@ async fn bad_targets_and_ports_fail_clearly_leaving_nothing_listening() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_transport_carries_requests_and_v4_never_hangs_on_half_close() {
-    let env = Env::start().await;
+    let env = Env::start(LabSpec::default()).await;
     for transport in ["ws-spdy", "spdy", "v4"] {
         let mut fw = env
             .forward(&["--transport", transport, "svc/web", ":80"])
