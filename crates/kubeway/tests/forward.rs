@@ -468,3 +468,33 @@ async fn every_transport_carries_requests_and_v4_never_hangs_on_half_close() {
     assert!(ended.is_ok(), "a half-closed v4 connection ends");
     let _ = fw.child.kill().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_pod_target_names_the_workload_that_would_have_survived() {
+    let env = Env::start(LabSpec::default()).await;
+    let pods: Api<Pod> = Api::namespaced(env.client().await, "default");
+    let list = pods
+        .list(&ListParams::default().labels("app=web"))
+        .await
+        .expect("list");
+    let pod = list.items[0].metadata.name.clone().expect("name");
+    let mut fw = env.forward(&[&format!("pod/{pod}"), ":8080"]).await;
+    assert_eq!(get(fw.local).await.expect("works"), pod);
+    pods.delete(&pod, &DeleteParams::default())
+        .await
+        .expect("delete");
+    let status = tokio::time::timeout(Duration::from_secs(30), fw.child.wait())
+        .await
+        .expect("kubeway forward ends when its pod is gone")
+        .expect("exit status");
+    assert_eq!(status.code(), Some(1));
+    let mut err = String::new();
+    if let Some(mut e) = fw.child.stderr.take() {
+        let _ = e.read_to_string(&mut err).await;
+    }
+    assert!(err.contains(&pod) && err.contains("deploy/web"), "{err}");
+    assert!(
+        TcpStream::connect(fw.local).await.is_err(),
+        "nothing left listening"
+    );
+}
