@@ -62,6 +62,7 @@ pub enum Command {
     ///   kubeway forward svc/web 8080:80        # local 8080 -> the service's port 80
     ///   kubeway forward deploy/web :http       # a free local port -> each pod's `http` port
     ///   kubeway forward web-7d4b9c-x2x 9000    # a pod (a bare NAME is a pod, as in kubectl)
+    #[command(verbatim_doc_comment)]
     Forward(ForwardArgs),
     /// Explain the way from this host to a Service's (or pod's, or workload's) pods: every hop
     /// from the host through the driver boundary, the node, the Service, the EndpointSlices and
@@ -75,6 +76,7 @@ pub enum Command {
     ///   kubeway explain svc/web:80 --via node-port
     ///   kubeway explain deploy/web -o json
     ///   kubeway explain svc/web --svg path.svg  # a picture of the path
+    #[command(verbatim_doc_comment)]
     Explain(ExplainArgs),
     /// A first minute with kubeway: start a lab with a sample app, reach `web` through a
     /// port-forward, fetch its page, and keep the way open until Ctrl-C.
