@@ -78,6 +78,16 @@ pub enum Command {
     ///   kubeway explain svc/web --svg path.svg  # a picture of the path
     #[command(verbatim_doc_comment)]
     Explain(ExplainArgs),
+    /// The working URL of each port of a Service, like `minikube service` on any cluster: a
+    /// LoadBalancer address or a NodePort when the host reaches it (checked live), otherwise a
+    /// forward through the API server kept open in the foreground. Says which way and why.
+    ///
+    /// Examples:
+    ///   kubeway open web                 # table, and the browser on a desktop
+    ///   kubeway open web --url           # URLs only, for scripts
+    ///   kubeway open --all -n shop       # every Service of a namespace
+    #[command(verbatim_doc_comment)]
+    Open(OpenArgs),
     /// A first minute with kubeway: start a lab with a sample app, reach `web` through a
     /// port-forward, fetch its page, and keep the way open until Ctrl-C.
     Demo(DemoArgs),
@@ -142,6 +152,28 @@ pub struct ExplainArgs {
     #[arg(long, value_name = "PATH")]
     pub svg: Option<PathBuf>,
     /// How long each live probe may take.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub probe_timeout: std::time::Duration,
+}
+
+/// `kubeway open`.
+#[derive(Debug, Args)]
+pub struct OpenArgs {
+    /// The Service (NAME or svc/NAME).
+    pub service: Option<String>,
+    /// Every Service of the namespace.
+    #[arg(long, conflicts_with = "service")]
+    pub all: bool,
+    /// Print the URLs only, one per line.
+    #[arg(long)]
+    pub url: bool,
+    /// URL scheme.
+    #[arg(long, default_value = "http")]
+    pub scheme: String,
+    /// Do not open a browser.
+    #[arg(long)]
+    pub no_browser: bool,
+    /// How long each reachability probe may take.
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     pub probe_timeout: std::time::Duration,
 }
@@ -273,6 +305,7 @@ pub async fn run(cli: Cli) -> Result<()> {
     match &cli.command {
         Command::Env(args) => return crate::env::run(&cli, args.probe_timeout).await,
         Command::Forward(args) => return crate::forward::run(&cli, args).await,
+        Command::Open(args) => return crate::open::run(&cli, args).await,
         Command::Explain(args) => {
             if !crate::explain::run(&cli, args).await? {
                 use std::io::Write;
@@ -284,7 +317,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         _ => {}
     }
     match cli.command {
-        Command::Env(_) | Command::Forward(_) | Command::Explain(_) => Ok(()),
+        Command::Env(_) | Command::Forward(_) | Command::Explain(_) | Command::Open(_) => Ok(()),
         Command::Lab(LabCommand::Up(args)) => crate::lab::up(args, cli.output).await,
         Command::Demo(args) => crate::demo::run(args, cli.output).await,
     }

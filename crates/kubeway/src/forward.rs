@@ -42,10 +42,14 @@ struct Router {
 #[derive(Clone, Copy)]
 struct Out {
     json: bool,
+    quiet: bool,
 }
 
 impl Out {
     fn event(&self, text: impl AsRef<str>, v: serde_json::Value) {
+        if self.quiet {
+            return;
+        }
         if self.json {
             println!("{v}");
         } else {
@@ -278,6 +282,26 @@ pub struct Forwarding {
 }
 
 impl Forwarding {
+    /// Whether a ready endpoint appears within `timeout`.
+    pub async fn has_ready_endpoint(&self, timeout: Duration) -> bool {
+        let Some((_, router)) = self.routers.first() else {
+            return false;
+        };
+        let mut rx = router.backends.clone();
+        tokio::time::timeout(timeout, async {
+            loop {
+                if !rx.borrow_and_update().ready.is_empty() {
+                    return true;
+                }
+                if rx.changed().await.is_err() {
+                    return false;
+                }
+            }
+        })
+        .await
+        .unwrap_or(false)
+    }
+
     /// Stops accepting and gives open connections up to two seconds to finish.
     pub async fn stop(self) {
         self.cancel.cancel();
@@ -384,6 +408,23 @@ async fn open(
     })
 }
 
+/// Opens a forward that reports nothing (for `kubeway open`, which prints its own table).
+pub async fn open_quiet(cluster: &Cluster, target: &Target, spec: &PortSpec) -> Result<Forwarding> {
+    open(
+        cluster,
+        target,
+        std::slice::from_ref(spec),
+        &[IpAddr::V4(Ipv4Addr::LOCALHOST)],
+        Transport::Auto,
+        Duration::from_secs(60),
+        Out {
+            json: false,
+            quiet: true,
+        },
+    )
+    .await
+}
+
 /// Opens a forward for the demo: `target` on a local port of 127.0.0.1, text events on stderr.
 pub async fn open_for_demo(
     cluster: &Cluster,
@@ -397,7 +438,10 @@ pub async fn open_for_demo(
         &[IpAddr::V4(Ipv4Addr::LOCALHOST)],
         Transport::Auto,
         Duration::from_secs(60),
-        Out { json: false },
+        Out {
+            json: false,
+            quiet: false,
+        },
     )
     .await
 }
@@ -406,6 +450,7 @@ pub async fn open_for_demo(
 pub async fn run(cli: &Cli, args: &ForwardArgs) -> Result<()> {
     let out = Out {
         json: cli.output == Output::Json,
+        quiet: false,
     };
     let target = Target::parse_without_port(&args.target, TargetKind::Pod)
         .with_context(|| format!("reading the target {:?}", args.target))?;

@@ -6,6 +6,7 @@ mod env;
 mod explain;
 mod forward;
 mod lab;
+mod open;
 
 use std::process::ExitCode;
 
