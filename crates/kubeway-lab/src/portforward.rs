@@ -362,13 +362,51 @@ async fn forward_pair(
     mut data: kubeway_spdy::Stream,
 ) {
     match pod.dial(&ctx, port).await {
-        Ok(mut tcp) => {
-            if let Err(e) = tokio::io::copy_bidirectional(&mut data, &mut tcp).await {
-                // Like the kubelet: a failure on the pod side is reported on this connection's
-                // error stream.
+        Ok(tcp) => {
+            let (mut pod_rd, mut pod_wr) = tcp.into_split();
+            let (mut cli_rd, mut cli_wr) = tokio::io::split(data);
+            let pod_failure = {
+                let up = async {
+                    let _ = tokio::io::copy(&mut cli_rd, &mut pod_wr).await;
+                    let _ = pod_wr.shutdown().await;
+                };
+                // Only a failure on the pod side is reported on the error stream, as the kubelet
+                // does; the client resetting a finished stream is just its end.
+                let down = async {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    loop {
+                        match pod_rd.read(&mut buf).await {
+                            Ok(0) => {
+                                let _ = cli_wr.shutdown().await;
+                                return None;
+                            }
+                            Ok(n) => {
+                                if cli_wr.write_all(&buf[..n]).await.is_err() {
+                                    return None;
+                                }
+                            }
+                            Err(e) => return Some(e),
+                        }
+                    }
+                };
+                tokio::pin!(up, down);
+                // A pod-side failure ends both directions at once; otherwise both run to their end.
+                let pod_failure = tokio::select! {
+                    f = &mut down => {
+                        if f.is_none() {
+                            (&mut up).await;
+                        }
+                        f
+                    }
+                    _ = &mut up => down.await,
+                };
+                pod_failure
+            };
+            if let Some(e) = pod_failure {
                 let text = forward_error(port, &pod.name, &pod.uid, &format!("read tcp: {e}"));
                 let _ = error.write_all(text.as_bytes()).await;
             }
+            let mut data = cli_rd.unsplit(cli_wr);
             let _ = data.shutdown().await;
             let _ = error.shutdown().await;
         }

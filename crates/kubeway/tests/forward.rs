@@ -175,18 +175,17 @@ async fn a_rollout_under_load_loses_nothing() {
         let (done, ready_at, lab_pods) = (done.clone(), ready_at.clone(), pods.clone());
         tokio::spawn(async move {
             let mut killed = Vec::new();
-            for _ in 0..3 {
+            // Replace exactly the pods that existed when the rollout started.
+            let originals: Vec<String> = lab_pods
+                .list(&ListParams::default().labels("app=web"))
+                .await
+                .expect("list")
+                .items
+                .into_iter()
+                .filter_map(|p| p.metadata.name)
+                .collect();
+            for victim in originals {
                 tokio::time::sleep(Duration::from_millis(300)).await;
-                let list = lab_pods
-                    .list(&ListParams::default().labels("app=web"))
-                    .await
-                    .expect("list");
-                let victim = list
-                    .items
-                    .iter()
-                    .filter_map(|p| p.metadata.name.clone())
-                    .find(|n| !killed.contains(n));
-                let Some(victim) = victim else { break };
                 lab_pods
                     .delete(&victim, &DeleteParams::default())
                     .await
