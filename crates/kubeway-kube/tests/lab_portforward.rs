@@ -364,7 +364,12 @@ async fn forbidden_port_forward_names_the_verb_each_transport_needs() {
     let f = Fixture::sample().await;
     f.lab
         .deny(kubeway_lab::Denial::new("get", "pods/portforward"));
-    for t in [Transport::Auto, Transport::WsSpdy, Transport::V4] {
+    // Auto moves on to legacy SPDY (a POST: `create`, still allowed), as kubectl does.
+    let auto = f.forwarder(&f.echo, Transport::Auto);
+    let ok = echo_many(&auto, 399, &[1000], true).await;
+    assert!(ok[0].as_ref().is_ok_and(common::Echoed::exact));
+    assert_eq!(auto.stats().transport, Some(Transport::Spdy));
+    for t in [Transport::WsSpdy, Transport::V4] {
         let err = f
             .forwarder(&f.echo, t)
             .connect(ECHO_PORT)

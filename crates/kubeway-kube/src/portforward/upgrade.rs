@@ -58,7 +58,12 @@ impl UpgradeError {
     pub(crate) fn falls_back(&self) -> bool {
         matches!(
             self,
-            UpgradeError::Refused { .. } | UpgradeError::NotSelected { .. }
+            // Like kubectl, any refused upgrade moves on, 403 included: on API servers up to
+            // 1.34 a role with only `create` cannot use the WebSocket transports (GET) but can
+            // use legacy SPDY (POST).
+            UpgradeError::Refused { .. }
+                | UpgradeError::NotSelected { .. }
+                | UpgradeError::Forbidden { .. }
         )
     }
 }
