@@ -104,13 +104,7 @@ where
 }
 
 fn api_err(what: String) -> impl FnOnce(kube::Error) -> KubeError {
-    move |source| match source {
-        kube::Error::Api(ref s) if s.code == 404 => KubeError::Api { what, source },
-        other => KubeError::Api {
-            what,
-            source: other,
-        },
-    }
+    move |source| KubeError::Api { what, source }
 }
 
 fn container_port(pod: &Pod, port: &PortRef) -> Option<u16> {
@@ -207,8 +201,7 @@ pub async fn watch_backends(
             };
             let port_name = sp.name.clone().unwrap_or_default();
             let selector = spec.selector.clone().unwrap_or_default();
-            let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), &ns);
-            let pods: Api<Pod> = Api::namespaced(client, &ns);
+            let slices: Api<EndpointSlice> = Api::namespaced(client, &ns);
             let label = format!("kubernetes.io/service-name={}", target.name);
             spawn_watch(
                 slices,
@@ -259,7 +252,6 @@ pub async fn watch_backends(
                     (ready, why, None)
                 },
             );
-            let _ = pods;
             Ok((resolved, rx))
         }
         TargetKind::Pod => {

@@ -8,12 +8,7 @@ pub mod snapshot;
 
 use std::path::PathBuf;
 
-use k8s_openapi::api::core::v1::{Pod, Service};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::api::{Api, ListParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use kubeway_core::target::PortRef;
-use tokio::io::{AsyncRead, AsyncWrite};
 
 pub use portforward::{
     ConnectionError, ForwardError, ForwardOptions, ForwardStats, PfStream, PortForwarder, Transport,
@@ -70,27 +65,6 @@ pub enum KubeError {
         port: String,
         /// Ports it has.
         known: String,
-    },
-    /// No ready endpoint backs the Service.
-    #[error("service {service} has no ready endpoint for port {port}: {why}")]
-    NoReadyEndpoint {
-        /// Service name.
-        service: String,
-        /// Port.
-        port: String,
-        /// Which layer is empty.
-        why: String,
-    },
-    /// Opening the port-forward stream failed.
-    #[error("opening a port-forward to pod {pod} port {port}")]
-    PortForward {
-        /// Pod.
-        pod: String,
-        /// Port.
-        port: u16,
-        /// Why.
-        #[source]
-        source: kube::Error,
     },
     /// Opening a port-forward connection failed (see [`ForwardError`]).
     #[error(transparent)]
@@ -191,126 +165,4 @@ pub async fn connect(opts: &ConnectOptions) -> Result<Cluster, KubeError> {
         context,
         server,
     })
-}
-
-/// A ready pod behind a Service port, and the pod port to forward to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Backend {
-    /// Pod name.
-    pub pod: String,
-    /// Pod IP.
-    pub ip: String,
-    /// Port on the pod.
-    pub port: u16,
-}
-
-/// Resolves `svc/NAME:port` to its ready backends, through the EndpointSlices.
-pub async fn service_backends(
-    cluster: &Cluster,
-    service: &str,
-    port: &PortRef,
-) -> Result<(u16, Vec<Backend>), KubeError> {
-    let ns = &cluster.namespace;
-    let svc = Api::<Service>::namespaced(cluster.client.clone(), ns)
-        .get(service)
-        .await
-        .map_err(|source| KubeError::Api {
-            what: format!("getting service {service} in namespace {ns}"),
-            source,
-        })?;
-    let ports = svc.spec.and_then(|s| s.ports).unwrap_or_default();
-    let sp = ports
-        .iter()
-        .find(|p| match port {
-            PortRef::Number(n) => p.port == i32::from(*n),
-            PortRef::Name(name) => p.name.as_deref() == Some(name.as_str()),
-        })
-        .ok_or_else(|| KubeError::NoSuchPort {
-            service: service.into(),
-            port: port.to_string(),
-            known: ports
-                .iter()
-                .map(|p| match &p.name {
-                    Some(n) => format!("{} ({n})", p.port),
-                    None => p.port.to_string(),
-                })
-                .collect::<Vec<_>>()
-                .join(", "),
-        })?;
-    let svc_port = u16::try_from(sp.port).unwrap_or(0);
-    let port_name = sp.name.clone().unwrap_or_default();
-    let slices = Api::<EndpointSlice>::namespaced(cluster.client.clone(), ns)
-        .list(&ListParams::default().labels(&format!("kubernetes.io/service-name={service}")))
-        .await
-        .map_err(|source| KubeError::Api {
-            what: format!("listing the endpoint slices of service {service}"),
-            source,
-        })?;
-    let mut out = Vec::new();
-    let mut not_ready = 0;
-    for s in slices.items {
-        let Some(p) = s
-            .ports
-            .unwrap_or_default()
-            .into_iter()
-            .find(|p| p.name.clone().unwrap_or_default() == port_name)
-            .and_then(|p| p.port)
-        else {
-            continue;
-        };
-        for e in s.endpoints.unwrap_or_default() {
-            let ready = e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(false);
-            if !ready {
-                not_ready += 1;
-                continue;
-            }
-            if let Some(pod) = e.target_ref.and_then(|t| t.name) {
-                out.push(Backend {
-                    pod,
-                    ip: e.addresses.first().cloned().unwrap_or_default(),
-                    port: u16::try_from(p).unwrap_or(0),
-                });
-            }
-        }
-    }
-    if out.is_empty() {
-        let why = if not_ready > 0 {
-            format!(
-                "{not_ready} pod(s) match the selector but none is ready (Kubernetes layer: check `kubectl get pods` and the readiness probe)"
-            )
-        } else {
-            "no pod matches the service's selector (Kubernetes layer: compare `kubectl get svc -o wide` with the pod labels)".to_string()
-        };
-        return Err(KubeError::NoReadyEndpoint {
-            service: service.into(),
-            port: port.to_string(),
-            why,
-        });
-    }
-    Ok((svc_port, out))
-}
-
-/// Opens one `v4.channel.k8s.io` port-forward stream to `pod:port` (kube-rs' transport).
-pub async fn portforward_v4(
-    cluster: &Cluster,
-    pod: &str,
-    port: u16,
-) -> Result<impl AsyncRead + AsyncWrite + Unpin + Send + use<>, KubeError> {
-    let api = Api::<Pod>::namespaced(cluster.client.clone(), &cluster.namespace);
-    let err = |source| KubeError::PortForward {
-        pod: pod.to_string(),
-        port,
-        source,
-    };
-    let mut pf = api.portforward(pod, &[port]).await.map_err(err)?;
-    let stream = pf.take_stream(port).ok_or_else(|| KubeError::NoStream {
-        pod: pod.to_string(),
-        port,
-    })?;
-    tokio::spawn(async move {
-        if let Err(e) = pf.join().await {
-            tracing::debug!(error = %e, "port-forward session ended");
-        }
-    });
-    Ok(stream)
 }

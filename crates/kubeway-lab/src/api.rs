@@ -577,10 +577,6 @@ fn watch(
     q: &Query,
 ) -> Result<Response<Body>, ApiError> {
     let (labels, fields) = selectors(q)?;
-    if let Some(name) = &rr.name {
-        // `/watch/namespaces/ns/pods/name` is a watch on one object.
-        let _ = name;
-    }
     let rv_param = q.get("resourceVersion").unwrap_or_default().to_string();
     let bookmarks = q.flag("allowWatchBookmarks");
     let send_initial = q.flag("sendInitialEvents");
@@ -974,8 +970,6 @@ fn delete_collection(
 }
 
 fn scale_of(obj: &Value) -> Value {
-    let sel = LabelSelector::from_object(&obj["spec"]["selector"]);
-    let _ = sel;
     let selector = obj["spec"]["selector"]["matchLabels"]
         .as_object()
         .map(|m| {

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::Ctx;
 use crate::admit;
-use crate::resources::{RESOURCES, core, find};
+use crate::resources::{RESOURCES, core};
 use crate::selectors::LabelSelector;
 use crate::store::{Store, new_uid, now_rfc3339, ns_name};
 
@@ -564,14 +564,12 @@ fn endpoints(ctx: &Ctx) {
     let (slices, _) = ctx.store.list(slice_res, None);
     let (eps, _) = ctx.store.list(ep_res, None);
     let mut wanted_slices: HashSet<(String, String)> = HashSet::new();
-    let mut managed_services: HashSet<(String, String)> = HashSet::new();
     for svc in &services {
         let (ns, name) = ns_name(svc);
         let sel = &svc["spec"]["selector"];
         if sel.as_object().is_none_or(|m| m.is_empty()) || svc["spec"]["type"] == "ExternalName" {
             continue;
         }
-        managed_services.insert((ns.clone(), name.clone()));
         let selector = LabelSelector::from_match_labels(sel);
         let mut members: Vec<&Arc<Value>> = pods
             .iter()
@@ -698,7 +696,6 @@ fn endpoints(ctx: &Ctx) {
             let _ = ctx.store.delete(ep_res, &key.0, &key.1);
         }
     }
-    let _ = managed_services;
 }
 
 fn load_balancers(ctx: &Ctx) {
@@ -781,7 +778,6 @@ pub fn delete_namespace_contents(store: &Store, ns: &str) {
             let _ = store.delete(r, &ons, &name);
         }
     }
-    let _ = find;
 }
 
 #[cfg(test)]

@@ -111,11 +111,6 @@ pub async fn bind_loopback(port: u16) -> std::io::Result<TcpListener> {
     listen(SocketAddr::from(([127, 0, 0, 1], port)))
 }
 
-/// Connects to a loopback address (tests and probes).
-pub async fn connect(addr: SocketAddr) -> std::io::Result<TcpStream> {
-    TcpStream::connect(addr).await
-}
-
 /// What a TCP reachability probe saw.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
