@@ -42,7 +42,15 @@ pub async fn start(protocol: Protocol) -> std::io::Result<Server> {
         node: "host".into(),
         container: "loopback".into(),
     };
-    let running = images::start(image, &Switches::default(), id, &[ip], &[0]).await?;
+    let running = images::start(
+        &Default::default(),
+        image,
+        &Switches::default(),
+        id,
+        &[ip],
+        &[0],
+    )
+    .await?;
     let port = running.bound.first().map(|b| b.2).unwrap_or(0);
     Ok(Server {
         addr: SocketAddr::new(ip, port),

@@ -248,16 +248,13 @@ fn used_allocations(ctx: &Ctx) -> (HashSet<String>, HashSet<i64>) {
 }
 
 fn allocate_cluster_ip(ctx: &Ctx, used: &HashSet<String>) -> Result<String, ApiError> {
-    let base = ctx.net.service_base;
+    let range = ctx.net.services;
+    let reserved = ctx.net.api_service_ip();
     for _ in 0..10_000 {
-        let n: u16 = rand::random_range(10..65000);
-        let ip = std::net::Ipv4Addr::new(
-            base.octets()[0],
-            base.octets()[1],
-            (n >> 8) as u8,
-            (n & 0xff) as u8,
-        );
-        if ip.octets()[3] == 0 || ip.octets()[3] == 255 {
+        // Skip the range's first addresses (network, the `kubernetes` Service) and its last.
+        let n = rand::random_range(2..range.size().saturating_sub(1).max(3));
+        let Some(ip) = range.nth(n) else { continue };
+        if matches!(ip.octets()[3], 0 | 255) || ip == reserved {
             continue;
         }
         let s = ip.to_string();

@@ -15,6 +15,8 @@ use hyper_util::rt::TokioIo;
 use sha2::Digest;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
+
+use crate::netns::Place;
 use tokio_util::sync::CancellationToken;
 
 /// The images the lab can run.
@@ -224,25 +226,18 @@ impl Drop for Running {
 
 /// Binds with a deep accept queue, as servers in containers usually have (tokio's default is 128).
 pub fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() {
-        tokio::net::TcpSocket::new_v4()?
-    } else {
-        tokio::net::TcpSocket::new_v6()?
-    };
-    socket.set_reuseaddr(true)?;
-    socket.bind(addr)?;
-    socket.listen(4096)
+    Place::Here.listen(addr)
 }
 
-async fn bind(ip: IpAddr, port: u16) -> std::io::Result<(TcpListener, u16)> {
-    match listen(SocketAddr::new(ip, port)) {
+fn bind(place: &Place, ip: IpAddr, port: u16) -> std::io::Result<(TcpListener, u16)> {
+    match place.listen(SocketAddr::new(ip, port)) {
         Ok(l) => {
             let actual = l.local_addr()?.port();
             Ok((l, actual))
         }
         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
             // Unprivileged lab: serve a privileged container port on a free port, remembered in `bound`.
-            let l = listen(SocketAddr::new(ip, 0))?;
+            let l = place.listen(SocketAddr::new(ip, 0))?;
             let p = l.local_addr()?.port();
             Ok((l, p))
         }
@@ -252,6 +247,7 @@ async fn bind(ip: IpAddr, port: u16) -> std::io::Result<(TcpListener, u16)> {
 
 /// Starts a container's servers on `addrs` × `ports`.
 pub async fn start(
+    place: &Place,
     image: Image,
     sw: &Switches,
     id: Identity,
@@ -270,7 +266,7 @@ pub async fn start(
     });
     for &ip in addrs {
         for &port in ports {
-            let (listener, actual) = bind(ip, port).await?;
+            let (listener, actual) = bind(place, ip, port)?;
             bound.push((ip, port, actual));
             let cancel = accept.clone();
             let conns = conns.clone();
@@ -582,9 +578,16 @@ mod tests {
             container: "c".into(),
         };
         let ip: IpAddr = "127.0.0.1".parse().expect("ip");
-        let echo = start(Image::Echo, &Switches::default(), id.clone(), &[ip], &[0])
-            .await
-            .expect("start");
+        let echo = start(
+            &Place::Here,
+            Image::Echo,
+            &Switches::default(),
+            id.clone(),
+            &[ip],
+            &[0],
+        )
+        .await
+        .expect("start");
         let port = echo.bound[0].2;
         let mut c = TcpStream::connect((ip, port)).await.expect("connect");
         c.write_all(b"hello").await.expect("write");
@@ -593,9 +596,16 @@ mod tests {
         c.read_to_end(&mut back).await.expect("read");
         assert_eq!(back, b"hello");
 
-        let blob = start(Image::Blob, &Switches::default(), id, &[ip], &[0])
-            .await
-            .expect("start");
+        let blob = start(
+            &Place::Here,
+            Image::Blob,
+            &Switches::default(),
+            id,
+            &[ip],
+            &[0],
+        )
+        .await
+        .expect("start");
         let port = blob.bound[0].2;
         let mut c = TcpStream::connect((ip, port)).await.expect("connect");
         c.write_all(b"source 1000\n").await.expect("write");

@@ -14,27 +14,64 @@ use tokio_util::sync::CancellationToken;
 
 use crate::controllers::record_event;
 use crate::images::{self, IMAGE_NAMES, Identity, Image, Listen, Switches};
+use crate::netns::Place;
 use crate::resources::core;
 use crate::store::{Store, now_rfc3339};
 
-/// Address plan of a loopback lab.
+/// An IPv4 range: base address and prefix length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    /// First address.
+    pub base: Ipv4Addr,
+    /// Prefix length.
+    pub prefix: u8,
+}
+
+impl Cidr {
+    /// `base/prefix`.
+    pub const fn new(base: Ipv4Addr, prefix: u8) -> Self {
+        Self { base, prefix }
+    }
+
+    /// Number of addresses.
+    pub fn size(&self) -> u32 {
+        1u32.checked_shl(32 - u32::from(self.prefix))
+            .unwrap_or(u32::MAX)
+    }
+
+    /// The `n`th address, if inside.
+    pub fn nth(&self, n: u32) -> Option<Ipv4Addr> {
+        (n < self.size()).then(|| Ipv4Addr::from(u32::from(self.base).wrapping_add(n)))
+    }
+}
+
+impl std::fmt::Display for Cidr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.base, self.prefix)
+    }
+}
+
+/// Address plan of a lab, and where its pods' sockets live.
 #[derive(Debug, Clone)]
 pub struct LabNet {
-    /// Pod addresses: `a.b.x.y` with `a.b` from here (127.244).
-    pub pod_base: Ipv4Addr,
-    /// Each pod's "localhost": same x.y under this base (127.245).
-    pub local_base: Ipv4Addr,
-    /// ClusterIPs are allocated under this /16 (127.96).
-    pub service_base: Ipv4Addr,
+    /// Pod addresses (127.244.0.0/16 in loopback mode, 203.0.113.0/24 in namespace mode).
+    pub pods: Cidr,
+    /// Each pod's "localhost": the same offset in this range (127.245.0.0/16).
+    pub locals: Cidr,
+    /// ClusterIPs; the first usable one is the `kubernetes` Service's.
+    pub services: Cidr,
+    /// The network namespace of the node and its pods.
+    pub place: Place,
     next: Arc<AtomicU32>,
 }
 
 impl Default for LabNet {
     fn default() -> Self {
         Self {
-            pod_base: Ipv4Addr::new(127, 244, 0, 0),
-            local_base: Ipv4Addr::new(127, 245, 0, 0),
-            service_base: Ipv4Addr::new(127, 96, 0, 0),
+            pods: Cidr::new(Ipv4Addr::new(127, 244, 0, 0), 16),
+            locals: Cidr::new(Ipv4Addr::new(127, 245, 0, 0), 16),
+            services: Cidr::new(Ipv4Addr::new(127, 96, 0, 0), 16),
+            place: Place::Here,
             next: Arc::new(AtomicU32::new(2)),
         }
     }
@@ -50,29 +87,45 @@ pub fn claim(ip: Ipv4Addr) -> Option<std::net::TcpListener> {
 }
 
 impl LabNet {
-    /// A fresh (pod IP, pod localhost) pair, never reused within one lab and not held by another
-    /// lab, with the claim that keeps it ours.
+    /// The plan of namespace mode: documentation ranges inside the node's own namespace.
+    pub fn in_namespace(place: Place) -> Self {
+        let (pods, pods_len) = crate::netns::plan::POD_CIDR;
+        let (svcs, svcs_len) = crate::netns::plan::SERVICE_CIDR;
+        Self {
+            pods: Cidr::new(pods, pods_len),
+            services: Cidr::new(svcs, svcs_len),
+            place,
+            ..Self::default()
+        }
+    }
+
+    /// The `kubernetes` Service's ClusterIP.
+    pub fn api_service_ip(&self) -> Ipv4Addr {
+        self.services.nth(1).unwrap_or(self.services.base)
+    }
+
+    /// A fresh (pod IP, pod localhost) pair, never reused within one lab and, in loopback mode,
+    /// not held by another lab, with the claim that keeps it ours.
     fn allocate(&self) -> (Ipv4Addr, Ipv4Addr, Option<std::net::TcpListener>) {
         let mut fallback = None;
         for _ in 0..65536 {
-            let n = self.next.fetch_add(1, Ordering::Relaxed);
-            let (x, y) = (((n >> 8) & 0xff) as u8, (n & 0xff) as u8);
-            if y == 0 || y == 255 {
+            let n = self.next.fetch_add(1, Ordering::Relaxed) % self.pods.size().max(1);
+            let (Some(pod), Some(local)) = (self.pods.nth(n), self.locals.nth(n)) else {
+                continue;
+            };
+            if matches!(pod.octets()[3], 0 | 255) {
                 continue;
             }
-            let p = self.pod_base.octets();
-            let l = self.local_base.octets();
-            let pair = (
-                Ipv4Addr::new(p[0], p[1], x, y),
-                Ipv4Addr::new(l[0], l[1], x, y),
-            );
-            fallback.get_or_insert(pair);
-            if let Some(c) = claim(pair.0) {
-                return (pair.0, pair.1, Some(c));
+            if self.place.is_netns() {
+                // The node's namespace is the lab's own: nobody else can hold its addresses.
+                return (pod, local, None);
+            }
+            fallback.get_or_insert((pod, local));
+            if let Some(c) = claim(pod) {
+                return (pod, local, Some(c));
             }
         }
-        let (a, b) =
-            fallback.unwrap_or((Ipv4Addr::new(127, 244, 0, 2), Ipv4Addr::new(127, 245, 0, 2)));
+        let (a, b) = fallback.unwrap_or((self.pods.base, self.locals.base));
         (a, b, None)
     }
 }
@@ -237,7 +290,7 @@ impl Kubelet {
         let actual = h.actual_port(ip, port);
         match tokio::time::timeout(
             Duration::from_secs(5),
-            TcpStream::connect(SocketAddr::new(ip, actual)),
+            self.net.place.connect(SocketAddr::new(ip, actual)),
         )
         .await
         {
@@ -262,7 +315,7 @@ impl Kubelet {
             .find(|h| IpAddr::V4(h.pod_ip) == ip)
             .cloned();
         let actual = h.map(|h| h.actual_port(ip, port)).unwrap_or(port);
-        let s = TcpStream::connect(SocketAddr::new(ip, actual)).await?;
+        let s = self.net.place.connect(SocketAddr::new(ip, actual)).await?;
         let _ = s.set_nodelay(true);
         Ok(s)
     }
@@ -479,7 +532,16 @@ impl Kubelet {
         );
         let mut backoff = Duration::from_secs(1);
         loop {
-            let running = match images::start(image, &sw, id.clone(), &addrs, &ports).await {
+            let running = match images::start(
+                &self.net.place,
+                image,
+                &sw,
+                id.clone(),
+                &addrs,
+                &ports,
+            )
+            .await
+            {
                 Ok(r) => r,
                 Err(e) => {
                     let msg = format!("starting the server failed: {e}");

@@ -18,6 +18,7 @@ pub mod authz;
 pub mod controllers;
 pub mod images;
 pub mod kubelet;
+pub mod netns;
 pub mod openapi;
 pub mod patch;
 pub mod portforward;
@@ -48,6 +49,7 @@ use tokio_util::task::TaskTracker;
 
 pub use authz::Denial;
 pub use kubelet::LabNet;
+pub use netns::{Place, Topology};
 use resources::core;
 use store::Store;
 
@@ -75,6 +77,9 @@ pub enum LabError {
         #[source]
         source: std::io::Error,
     },
+    /// Namespace mode could not be set up.
+    #[error(transparent)]
+    Netns(#[from] netns::NetnsError),
     /// A built-in object was refused (a bug).
     #[error("creating the lab's {what}")]
     Bootstrap {
@@ -108,6 +113,9 @@ pub struct LabSpec {
     pub history: usize,
     /// Verbs refused with 403 from the start.
     pub denials: Vec<Denial>,
+    /// Namespace mode (Linux, root): the node behind a real network boundary in this topology.
+    /// None is loopback mode.
+    pub netns: Option<Topology>,
 }
 
 /// Whether a persona's node sits behind a boundary the host cannot route through by default
@@ -131,7 +139,14 @@ impl LabSpec {
             sample: false,
             history: 10_000,
             denials: Vec::new(),
+            netns: None,
         }
+    }
+
+    /// In namespace mode with `topology`; the nodes' reachability follows from it.
+    pub fn netns(mut self, topology: Topology) -> Self {
+        self.netns = Some(topology);
+        self.reachable(topology == Topology::Reachable)
     }
 
     /// With the sample app.
@@ -174,6 +189,8 @@ pub struct Ctx {
     api_cancel: Mutex<CancellationToken>,
     paused: AtomicBool,
     root: CancellationToken,
+    /// Where the API server listens (the host's or the node's namespace in namespace mode).
+    api_place: Place,
     _node_claims: Vec<std::net::TcpListener>,
 }
 
@@ -246,10 +263,13 @@ impl Ctx {
         self.nodes.iter().map(|n| n.name.clone()).collect()
     }
 
-    fn reachable_node_ips(&self) -> Vec<IpAddr> {
+    /// Node addresses the proxy answers on: in loopback mode only reachable nodes listen (that
+    /// is the boundary); in namespace mode every node does and the boundary is real.
+    fn proxied_node_ips(&self) -> Vec<IpAddr> {
+        let ns = self.net.place.is_netns();
         self.nodes
             .iter()
-            .filter(|n| n.reachable)
+            .filter(|n| ns || n.reachable)
             .map(|n| IpAddr::V4(n.ip))
             .collect()
     }
@@ -272,6 +292,8 @@ pub struct Lab {
     pki: tls::LabPki,
     tracker: TaskTracker,
     api_tracker: Mutex<TaskTracker>,
+    /// Namespace mode's namespaces; dropped (removed) after everything else.
+    boundary: Option<netns::Boundary>,
 }
 
 impl Drop for Lab {
@@ -280,7 +302,7 @@ impl Drop for Lab {
     }
 }
 
-fn node_object(spec: &PersonaSpec, index: usize, ip: Ipv4Addr) -> Value {
+fn node_object(spec: &PersonaSpec, index: usize, ip: Ipv4Addr, pod_cidr: &str) -> Value {
     let facts = spec.node(index, &ip.to_string()).unwrap_or_else(|| {
         let mut f = spec
             .node(0, &ip.to_string())
@@ -298,7 +320,7 @@ fn node_object(spec: &PersonaSpec, index: usize, ip: Ipv4Addr) -> Value {
     let cond = |t: &str, st: &str, reason: &str, msg: &str| json!({"type": t, "status": st, "reason": reason, "message": msg, "lastHeartbeatTime": now, "lastTransitionTime": now});
     let mut node = json!({
         "metadata": {"name": facts.name, "labels": labels, "annotations": facts.annotations},
-        "spec": {"podCIDR": format!("127.244.{index}.0/24"), "podCIDRs": [format!("127.244.{index}.0/24")]},
+        "spec": {"podCIDR": pod_cidr, "podCIDRs": [pod_cidr]},
         "status": {
             "addresses": facts.addresses.iter().map(|a| json!({"type": a.kind, "address": a.address})).collect::<Vec<_>>(),
             "capacity": {"cpu": "2", "memory": "8Gi", "pods": "110", "ephemeral-storage": "100Gi"},
@@ -346,10 +368,15 @@ fn bootstrap(ctx: &Ctx) -> Result<(), LabError> {
         create("namespaces", obj)?;
     }
     for (i, n) in ctx.nodes.iter().enumerate() {
-        create("nodes", node_object(&ctx.persona, i, n.ip))?;
+        let pod_cidr = if ctx.net.place.is_netns() {
+            ctx.net.pods.to_string()
+        } else {
+            format!("127.244.{i}.0/24")
+        };
+        create("nodes", node_object(&ctx.persona, i, n.ip, &pod_cidr))?;
     }
     let mut k = json!({"metadata": {"name": "kubernetes", "namespace": "default", "labels": {"component": "apiserver", "provider": "kubernetes"}},
-        "spec": {"clusterIP": "127.96.0.1", "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": ctx.api_addr().port()}]}});
+        "spec": {"clusterIP": ctx.net.api_service_ip().to_string(), "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": ctx.api_addr().port()}]}});
     admit::admit_create(ctx, core("services"), &mut k).map_err(|source| LabError::Bootstrap {
         what: "kubernetes service".into(),
         source: Box::new(source),
@@ -362,26 +389,38 @@ impl Lab {
     /// Starts a lab and waits until its API server accepts connections.
     pub async fn start(spec: LabSpec) -> Result<Self, LabError> {
         let persona = persona(spec.persona);
-        // Node addresses 127.49.N.2…: N is the first block no other lab holds.
+        let boundary = match spec.netns {
+            Some(t) => Some(netns::Boundary::create(t, spec.nodes.len())?),
+            None => None,
+        };
         let mut node_claims = Vec::new();
-        let mut block = 0u8;
-        for n in 0..=255u8 {
-            let ips: Vec<Ipv4Addr> = (0..spec.nodes.len())
-                .map(|i| Ipv4Addr::new(127, 49, n, 2 + i as u8))
-                .collect();
-            let claims: Vec<_> = ips.iter().filter_map(|ip| kubelet::claim(*ip)).collect();
-            if claims.len() == ips.len() {
-                block = n;
-                node_claims = claims;
-                break;
+        let node_ips: Vec<Ipv4Addr> = match &boundary {
+            Some(b) => b.node_ips.clone(),
+            None => {
+                // Node addresses 127.49.N.2…: N is the first block no other lab holds.
+                let mut block = 0u8;
+                for n in 0..=255u8 {
+                    let ips: Vec<Ipv4Addr> = (0..spec.nodes.len())
+                        .map(|i| Ipv4Addr::new(127, 49, n, 2 + i as u8))
+                        .collect();
+                    let claims: Vec<_> = ips.iter().filter_map(|ip| kubelet::claim(*ip)).collect();
+                    if claims.len() == ips.len() {
+                        block = n;
+                        node_claims = claims;
+                        break;
+                    }
+                }
+                (0..spec.nodes.len())
+                    .map(|i| Ipv4Addr::new(127, 49, block, 2 + i as u8))
+                    .collect()
             }
-        }
+        };
         let nodes: Vec<NodeNet> = spec
             .nodes
             .iter()
             .enumerate()
             .map(|(i, n)| {
-                let ip = Ipv4Addr::new(127, 49, block, 2 + i as u8);
+                let ip = node_ips[i];
                 let name = persona
                     .node_names
                     .get(i)
@@ -403,14 +442,42 @@ impl Lab {
         ];
         sans.extend(nodes.iter().map(|n| n.ip.to_string()));
         let pki = tls::LabPki::generate(&sans)?;
-        let addr = SocketAddr::from(([127, 0, 0, 1], spec.api_port));
-        let listener = images::listen(addr).map_err(|source| LabError::Bind { addr, source })?;
+        // Where the API server listens, and where the node's sockets live.
+        let (api_place, addr, net) = match &boundary {
+            #[cfg(target_os = "linux")]
+            Some(b) => {
+                let node = Place::Netns(b.node.clone());
+                let net = LabNet::in_namespace(node.clone());
+                match b.topology {
+                    Topology::Reachable => {
+                        let port = if spec.api_port == 0 {
+                            netns::plan::API_PORT
+                        } else {
+                            spec.api_port
+                        };
+                        (node, SocketAddr::new(IpAddr::V4(node_ips[0]), port), net)
+                    }
+                    Topology::Published => (
+                        Place::Netns(b.host.clone()),
+                        SocketAddr::from(([127, 0, 0, 1], spec.api_port)),
+                        net,
+                    ),
+                }
+            }
+            _ => (
+                Place::Here,
+                SocketAddr::from(([127, 0, 0, 1], spec.api_port)),
+                LabNet::default(),
+            ),
+        };
+        let listener = api_place
+            .listen(addr)
+            .map_err(|source| LabError::Bind { addr, source })?;
         let bound = listener
             .local_addr()
             .map_err(|source| LabError::Bind { addr, source })?;
         let root = CancellationToken::new();
         let store = Store::new(spec.history.max(1));
-        let net = LabNet::default();
         let kubelet = kubelet::Kubelet::new(
             store.clone(),
             net.clone(),
@@ -439,6 +506,7 @@ impl Lab {
             api_cancel: Mutex::new(root.child_token()),
             paused: AtomicBool::new(false),
             root,
+            api_place,
             _node_claims: node_claims,
         });
         bootstrap(&ctx)?;
@@ -447,6 +515,7 @@ impl Lab {
             pki,
             tracker: TaskTracker::new(),
             api_tracker: Mutex::new(TaskTracker::new()),
+            boundary,
         };
         lab.spawn_api(listener);
         lab.spawn_controllers();
@@ -522,7 +591,38 @@ impl Lab {
         });
     }
 
-    /// `https://127.0.0.1:PORT`.
+    /// In namespace mode, the namespace where the host side runs: run kubeway and kubectl there
+    /// (`ip netns exec NAME …`) to be behind the boundary.
+    pub fn host_netns(&self) -> Option<&str> {
+        self.boundary.as_ref().map(|b| b.host_name())
+    }
+
+    /// Where the host side's sockets are made: the lab's host namespace in namespace mode, the
+    /// process's own otherwise. Tests dial through it to stand where kubeway stands.
+    pub fn host_place(&self) -> Place {
+        match &self.boundary {
+            #[cfg(target_os = "linux")]
+            Some(b) => Place::Netns(b.host.clone()),
+            _ => Place::Here,
+        }
+    }
+
+    /// In namespace mode, the node's namespace.
+    pub fn node_netns(&self) -> Option<&str> {
+        self.boundary.as_ref().map(|b| b.node_name())
+    }
+
+    /// In namespace mode, the topology.
+    pub fn topology(&self) -> Option<Topology> {
+        self.boundary.as_ref().map(|b| b.topology)
+    }
+
+    /// The lab's address plan.
+    pub fn net(&self) -> &LabNet {
+        &self.ctx.net
+    }
+
+    /// The API server's URL (`https://127.0.0.1:PORT`, or the node address in namespace mode).
     pub fn api_url(&self) -> String {
         format!("https://{}", self.ctx.api_addr())
     }
@@ -653,7 +753,11 @@ impl Lab {
     /// Starts the API server again on the same port after [`Lab::stop_api`].
     pub async fn start_api(&self) -> Result<(), LabError> {
         let addr = self.ctx.api_addr();
-        let listener = images::listen(addr).map_err(|source| LabError::Bind { addr, source })?;
+        let listener = self
+            .ctx
+            .api_place
+            .listen(addr)
+            .map_err(|source| LabError::Bind { addr, source })?;
         self.spawn_api(listener);
         Ok(())
     }
@@ -706,6 +810,11 @@ impl Lab {
         let api = std::mem::take(&mut *self.api_tracker.lock().unwrap_or_else(|e| e.into_inner()));
         api.close();
         api.wait().await;
+        if let Some(b) = &self.boundary {
+            // Give pods' tasks a moment to close their sockets, then remove the namespaces.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            b.teardown();
+        }
     }
 }
 

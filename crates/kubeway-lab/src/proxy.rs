@@ -1,6 +1,8 @@
-//! The lab's kube-proxy in loopback mode: on each *reachable* node address it answers NodePorts
-//! (and servicelb LoadBalancer ports) and carries connections to ready endpoints, round-robin.
-//! A node "behind a boundary" gets no listeners at all, like a VM the host cannot route to.
+//! The lab's kube-proxy: answers NodePorts (and servicelb LoadBalancer ports) on node addresses
+//! and carries connections to ready endpoints, round-robin. In loopback mode only *reachable*
+//! nodes listen: a node "behind a boundary" gets no listeners, like a VM the host cannot route
+//! to. In namespace mode every node listens inside its namespace (the boundary is real), and
+//! ClusterIPs answer there too, as iptables rules on a node do.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -65,7 +67,32 @@ impl Proxy {
         let lb = ctx.service_lb_address().is_some();
         let mut want: Vec<Key> = Vec::new();
         let (services, _) = ctx.store.list(core("services"), None);
-        for node_ip in ctx.reachable_node_ips() {
+        if ctx.net.place.is_netns() {
+            for svc in &services {
+                let ip = svc["spec"]["clusterIP"]
+                    .as_str()
+                    .and_then(|a| a.parse::<IpAddr>().ok());
+                let Some(ip) = ip else { continue };
+                let (ns, name) = ns_name(svc);
+                for p in svc["spec"]["ports"].as_array().into_iter().flatten() {
+                    let port_name = p["name"].as_str().unwrap_or_default().to_string();
+                    let port = p["port"].as_u64().and_then(|p| u16::try_from(p).ok());
+                    let Some(port) = port else { continue };
+                    if p["protocol"].as_str().unwrap_or("TCP") != "TCP"
+                        || ready_endpoints(ctx, &ns, &name, &port_name).is_empty()
+                    {
+                        continue;
+                    }
+                    want.push(Key {
+                        addr: SocketAddr::new(ip, port),
+                        ns: ns.clone(),
+                        svc: name.clone(),
+                        port_name,
+                    });
+                }
+            }
+        }
+        for node_ip in ctx.proxied_node_ips() {
             for svc in &services {
                 let ty = svc["spec"]["type"].as_str().unwrap_or_default();
                 if !matches!(ty, "NodePort" | "LoadBalancer") {
@@ -108,7 +135,7 @@ impl Proxy {
             want.into_iter().filter(|k| !l.contains_key(k)).collect()
         };
         for key in to_open {
-            let listener = match crate::images::listen(key.addr) {
+            let listener = match ctx.net.place.listen(key.addr) {
                 Ok(l) => l,
                 Err(e) => {
                     tracing::debug!(addr = %key.addr, error = %e, "node port listener not opened");

@@ -1,0 +1,518 @@
+//! Where the lab's sockets live: the current network namespace (loopback mode) or a network
+//! namespace the lab created (namespace mode, Linux, root), and the namespace-mode topology itself.
+//!
+//! A socket belongs to the network namespace of the thread that created it, for its whole life.
+//! So each namespace gets one worker thread that enters it once (`setns`) and creates sockets on
+//! request; the sockets are then handed to tokio and used from any thread.
+//!
+//! Namespace mode builds a real boundary with documentation addresses only:
+//!
+//! | namespace | holds | addresses |
+//! |---|---|---|
+//! | `kwlab-PID-N-host` | the "host": kubeway under test runs here; **no default route** | `198.51.100.1/25` on `kw-host` (reachable topology only), `127.0.0.1` (published API port) |
+//! | `kwlab-PID-N-node` | the node, its pods, its kube-proxy | node `198.51.100.2…`, pods `203.0.113.0/24`, ClusterIPs `198.51.100.128/25`, pod "localhost" `127.245.0.x` |
+//!
+//! *Reachable* (minikube kvm2, the docker driver on Linux): a veth joins the two namespaces and the
+//! API server listens on the node address. *Published* (Docker Desktop, minikube's docker driver on
+//! macOS): there is no link at all; the API server listens on `127.0.0.1:PORT` in the host namespace,
+//! like a port Docker publishes, and the node address is unroutable from the host.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+
+use tokio::net::{TcpListener, TcpStream};
+
+/// The listen backlog of every lab listener (tokio's default of 128 drops bursts).
+pub const BACKLOG: i32 = 4096;
+
+fn std_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
+}
+
+/// The network namespace sockets are made in.
+#[derive(Clone, Default)]
+pub enum Place {
+    /// The process's own namespace.
+    #[default]
+    Here,
+    /// A namespace the lab created.
+    #[cfg(target_os = "linux")]
+    Netns(Arc<linux::Netns>),
+}
+
+impl std::fmt::Debug for Place {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Place::Here => f.write_str("Here"),
+            #[cfg(target_os = "linux")]
+            Place::Netns(n) => write!(f, "Netns({})", n.name()),
+        }
+    }
+}
+
+impl Place {
+    /// Binds `addr` with a deep accept queue. Needs a tokio runtime.
+    pub fn listen(&self, addr: SocketAddr) -> std::io::Result<TcpListener> {
+        let std = match self {
+            Place::Here => std_listener(addr)?,
+            #[cfg(target_os = "linux")]
+            Place::Netns(ns) => ns.run(move || std_listener(addr))??,
+        };
+        TcpListener::from_std(std)
+    }
+
+    /// Connects to `addr` from this place.
+    pub async fn connect(&self, addr: SocketAddr) -> std::io::Result<TcpStream> {
+        match self {
+            Place::Here => TcpStream::connect(addr).await,
+            #[cfg(target_os = "linux")]
+            Place::Netns(ns) => {
+                let socket = ns.run(move || {
+                    socket2::Socket::new(
+                        socket2::Domain::for_address(addr),
+                        socket2::Type::STREAM,
+                        Some(socket2::Protocol::TCP),
+                    )
+                })??;
+                socket.set_nonblocking(true)?;
+                let socket = tokio::net::TcpSocket::from_std_stream(socket.into());
+                socket.connect(addr).await
+            }
+        }
+    }
+
+    /// Whether sockets are made in a namespace the lab created.
+    pub fn is_netns(&self) -> bool {
+        !matches!(self, Place::Here)
+    }
+}
+
+/// Which way the namespace-mode host reaches the node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Topology {
+    /// A veth joins host and node; the API server listens on the node address.
+    Reachable,
+    /// No link; only the API server's port is published on the host's 127.0.0.1.
+    Published,
+}
+
+impl std::str::FromStr for Topology {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "reachable" => Ok(Topology::Reachable),
+            "published" => Ok(Topology::Published),
+            other => Err(format!(
+                "unknown topology {other:?}: use `reachable` (a veth to the node, like minikube kvm2) or `published` (only the API port on 127.0.0.1, like Docker Desktop)"
+            )),
+        }
+    }
+}
+
+/// Addresses of namespace mode (documentation ranges only).
+pub mod plan {
+    use std::net::Ipv4Addr;
+
+    /// The host's end of the veth.
+    pub const HOST_IP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
+    /// Node `i` is at `198.51.100.(2+i)`.
+    pub fn node_ip(i: usize) -> Ipv4Addr {
+        Ipv4Addr::new(198, 51, 100, 2 + i as u8)
+    }
+    /// The prefix length of the host–node link.
+    pub const LINK_PREFIX: u8 = 25;
+    /// Pods.
+    pub const POD_CIDR: (Ipv4Addr, u8) = (Ipv4Addr::new(203, 0, 113, 0), 24);
+    /// ClusterIPs.
+    pub const SERVICE_CIDR: (Ipv4Addr, u8) = (Ipv4Addr::new(198, 51, 100, 128), 25);
+    /// The API server's port at the node address (minikube's).
+    pub const API_PORT: u16 = 8443;
+}
+
+/// Why namespace mode could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum NetnsError {
+    /// Not Linux.
+    #[error("namespace mode needs Linux network namespaces; use loopback mode on this system")]
+    Unsupported,
+    /// Not root.
+    #[error(
+        "namespace mode needs root (CAP_SYS_ADMIN and CAP_NET_ADMIN) to create network namespaces; run as root, or use loopback mode"
+    )]
+    NotRoot,
+    /// `ip` missing.
+    #[error("namespace mode needs the `ip` command from iproute2 (apt-get install iproute2)")]
+    NoIpCommand,
+    /// A command failed.
+    #[error("`ip {args}` failed: {stderr}")]
+    Command {
+        /// The arguments.
+        args: String,
+        /// What it said.
+        stderr: String,
+    },
+    /// Entering a namespace failed.
+    #[error("entering network namespace {name}")]
+    Enter {
+        /// Which.
+        name: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The two namespaces of namespace mode and the link between them; removed on drop.
+pub struct Boundary {
+    /// Where the host side lives (kubeway under test runs here).
+    #[cfg(target_os = "linux")]
+    pub host: Arc<linux::Netns>,
+    /// Where the node, its pods and its proxy live.
+    #[cfg(target_os = "linux")]
+    pub node: Arc<linux::Netns>,
+    /// The topology.
+    pub topology: Topology,
+    /// Node addresses.
+    pub node_ips: Vec<Ipv4Addr>,
+    torn_down: std::sync::atomic::AtomicBool,
+}
+
+impl Boundary {
+    /// Creates the namespaces for `nodes` nodes in `topology`.
+    pub fn create(topology: Topology, nodes: usize) -> Result<Self, NetnsError> {
+        #[cfg(target_os = "linux")]
+        {
+            linux::create(topology, nodes)
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            let _ = (topology, nodes);
+            Err(NetnsError::Unsupported)
+        }
+    }
+
+    /// Name of the host-side namespace (for `ip netns exec NAME …`).
+    pub fn host_name(&self) -> &str {
+        #[cfg(target_os = "linux")]
+        {
+            self.host.name()
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            ""
+        }
+    }
+
+    /// Name of the node namespace.
+    pub fn node_name(&self) -> &str {
+        #[cfg(target_os = "linux")]
+        {
+            self.node.name()
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            ""
+        }
+    }
+
+    /// Removes the link and both namespaces now (also done on drop).
+    pub fn teardown(&self) {
+        if self
+            .torn_down
+            .swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            return;
+        }
+        #[cfg(target_os = "linux")]
+        {
+            // The veth goes first: a namespace still held by a closing socket lingers unnamed
+            // until that socket is gone, but it no longer holds anything that routes.
+            if self.topology == Topology::Reachable {
+                let _ = linux::ip(&["-n", self.node.name(), "link", "del", linux::NODE_LINK]);
+            }
+            self.node.delete();
+            self.host.delete();
+        }
+    }
+}
+
+impl Drop for Boundary {
+    fn drop(&mut self) {
+        self.teardown();
+    }
+}
+
+/// Names of namespaces this machine has that a lab made (`kwlab-…`).
+pub fn lab_namespaces() -> Vec<String> {
+    #[cfg(target_os = "linux")]
+    {
+        linux::list()
+            .into_iter()
+            .filter(|n| n.starts_with(linux::PREFIX))
+            .collect()
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        Vec::new()
+    }
+}
+
+/// Why namespace mode is not available here, or None when it is (Linux, root, `ip` present).
+pub fn unavailable() -> Option<NetnsError> {
+    #[cfg(target_os = "linux")]
+    {
+        linux::unavailable()
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        Some(NetnsError::Unsupported)
+    }
+}
+
+#[cfg(target_os = "linux")]
+pub mod linux {
+    //! Linux network namespaces through `ip netns` and `setns(2)`.
+
+    use std::process::Command;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::{Arc, Mutex, mpsc};
+
+    use super::{Boundary, NetnsError, Topology, plan};
+
+    /// Every lab namespace is named `kwlab-PID-N-…`.
+    pub const PREFIX: &str = "kwlab-";
+    /// The host's end of the veth.
+    pub const HOST_LINK: &str = "kw-host";
+    /// The node's end of the veth.
+    pub const NODE_LINK: &str = "kw-node";
+
+    type Job = Box<dyn FnOnce() + Send>;
+
+    /// A network namespace with a thread inside it that makes sockets.
+    pub struct Netns {
+        name: String,
+        jobs: Mutex<Option<mpsc::Sender<Job>>>,
+    }
+
+    pub(super) fn ip(args: &[&str]) -> Result<String, NetnsError> {
+        let out = Command::new("ip").args(args).output().map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                NetnsError::NoIpCommand
+            } else {
+                NetnsError::Command {
+                    args: args.join(" "),
+                    stderr: e.to_string(),
+                }
+            }
+        })?;
+        if !out.status.success() {
+            return Err(NetnsError::Command {
+                args: args.join(" "),
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            });
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    pub(super) fn list() -> Vec<String> {
+        ip(&["netns", "list"])
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+            .collect()
+    }
+
+    pub(super) fn unavailable() -> Option<NetnsError> {
+        if !rustix::process::geteuid().is_root() {
+            return Some(NetnsError::NotRoot);
+        }
+        ip(&["netns", "list"]).err()
+    }
+
+    impl Netns {
+        /// Creates namespace `name` (`ip netns add`), brings its loopback up and starts its
+        /// socket thread.
+        pub fn create(name: &str) -> Result<Arc<Self>, NetnsError> {
+            ip(&["netns", "add", name])?;
+            let ns = Self::enter(name).inspect_err(|_| {
+                let _ = ip(&["netns", "del", name]);
+            })?;
+            ip(&["-n", name, "link", "set", "lo", "up"]).inspect_err(|_| ns.delete())?;
+            Ok(ns)
+        }
+
+        fn enter(name: &str) -> Result<Arc<Self>, NetnsError> {
+            let (tx, rx) = mpsc::channel::<Job>();
+            let (ready_tx, ready_rx) = mpsc::sync_channel(1);
+            let path = format!("/run/netns/{name}");
+            let enter_err = |source| NetnsError::Enter {
+                name: name.to_string(),
+                source,
+            };
+            std::thread::Builder::new()
+                .name(format!("netns-{name}"))
+                .spawn(move || {
+                    let entered = std::fs::File::open(&path).and_then(|f| {
+                        rustix::thread::move_into_link_name_space(
+                            std::os::fd::AsFd::as_fd(&f),
+                            Some(rustix::thread::LinkNameSpaceType::Network),
+                        )
+                        .map_err(std::io::Error::from)
+                    });
+                    let ok = entered.is_ok();
+                    let _ = ready_tx.send(entered);
+                    if ok {
+                        while let Ok(job) = rx.recv() {
+                            job();
+                        }
+                    }
+                })
+                .map_err(enter_err)?;
+            ready_rx
+                .recv()
+                .map_err(|_| enter_err(std::io::Error::other("the namespace thread died")))?
+                .map_err(enter_err)?;
+            Ok(Arc::new(Self {
+                name: name.to_string(),
+                jobs: Mutex::new(Some(tx)),
+            }))
+        }
+
+        /// The namespace's name.
+        pub fn name(&self) -> &str {
+            &self.name
+        }
+
+        /// Runs `f` on the thread inside the namespace and returns its result.
+        pub fn run<T: Send + 'static>(
+            &self,
+            f: impl FnOnce() -> T + Send + 'static,
+        ) -> std::io::Result<T> {
+            let gone = || std::io::Error::other(format!("network namespace {} is gone", self.name));
+            let (tx, rx) = mpsc::sync_channel(1);
+            {
+                let jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
+                let jobs = jobs.as_ref().ok_or_else(gone)?;
+                jobs.send(Box::new(move || {
+                    let _ = tx.send(f());
+                }))
+                .map_err(|_| gone())?;
+            }
+            rx.recv().map_err(|_| gone())
+        }
+
+        /// Stops the socket thread and removes the namespace's name (`ip netns del`).
+        pub fn delete(&self) {
+            let had = self
+                .jobs
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take()
+                .is_some();
+            if had {
+                let _ = ip(&["netns", "del", &self.name]);
+            }
+        }
+    }
+
+    impl Drop for Netns {
+        fn drop(&mut self) {
+            self.delete();
+        }
+    }
+
+    fn pid_alive(pid: u32) -> bool {
+        std::path::Path::new(&format!("/proc/{pid}")).exists()
+    }
+
+    /// Removes lab namespaces whose process is gone (a lab killed with SIGKILL).
+    pub fn remove_stale() {
+        for name in list() {
+            let Some(rest) = name.strip_prefix(PREFIX) else {
+                continue;
+            };
+            let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+                continue;
+            };
+            if !pid_alive(pid) {
+                let _ = ip(&["-n", &name, "link", "del", NODE_LINK]);
+                let _ = ip(&["netns", "del", &name]);
+            }
+        }
+    }
+
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+
+    pub(super) fn create(topology: Topology, nodes: usize) -> Result<Boundary, NetnsError> {
+        if let Some(e) = unavailable() {
+            return Err(e);
+        }
+        remove_stale();
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let stem = format!("{PREFIX}{}-{n}", std::process::id());
+        let host = Netns::create(&format!("{stem}-host"))?;
+        let node = Netns::create(&format!("{stem}-node")).inspect_err(|_| host.delete())?;
+        let node_ips: Vec<_> = (0..nodes.max(1)).map(plan::node_ip).collect();
+        let boundary = Boundary {
+            host,
+            node,
+            topology,
+            node_ips,
+            torn_down: false.into(),
+        };
+        // On error the boundary's drop removes what was made.
+        configure(&boundary)?;
+        Ok(boundary)
+    }
+
+    fn configure(b: &Boundary) -> Result<(), NetnsError> {
+        let (h, n) = (b.host.name(), b.node.name());
+        let cidr = |(ip, len): (std::net::Ipv4Addr, u8)| format!("{ip}/{len}");
+        match b.topology {
+            Topology::Reachable => {
+                ip(&[
+                    "-n",
+                    h,
+                    "link",
+                    "add",
+                    super::linux::HOST_LINK,
+                    "type",
+                    "veth",
+                    "peer",
+                    "name",
+                    NODE_LINK,
+                    "netns",
+                    n,
+                ])?;
+                let host_addr = format!("{}/{}", plan::HOST_IP, plan::LINK_PREFIX);
+                ip(&["-n", h, "addr", "add", &host_addr, "dev", HOST_LINK])?;
+                ip(&["-n", h, "link", "set", HOST_LINK, "up"])?;
+                for node_ip in &b.node_ips {
+                    let a = format!("{node_ip}/{}", plan::LINK_PREFIX);
+                    ip(&["-n", n, "addr", "add", &a, "dev", NODE_LINK])?;
+                }
+                ip(&["-n", n, "link", "set", NODE_LINK, "up"])?;
+            }
+            Topology::Published => {
+                for node_ip in &b.node_ips {
+                    let a = format!("{node_ip}/32");
+                    ip(&["-n", n, "addr", "add", &a, "dev", "lo"])?;
+                }
+            }
+        }
+        // Pods and ClusterIPs are local to the node: any address in those ranges can be bound.
+        for range in [plan::POD_CIDR, plan::SERVICE_CIDR] {
+            ip(&["-n", n, "route", "add", "local", &cidr(range), "dev", "lo"])?;
+        }
+        Ok(())
+    }
+}
