@@ -458,6 +458,57 @@ fn spawn_watch<K, F>(
     F: Fn(&Store<K>) -> (Vec<Endpoint>, Option<String>, Option<String>) + Send + Sync + 'static,
 {
     let compute: Box<Compute<K>> = Box::new(compute);
+    spawn_reflector(api, config, cancel, move |state| match state {
+        Ok(store) => {
+            let (mut ready, why, gone) = compute(store);
+            ready.sort();
+            ready.dedup();
+            let set = BackendSet {
+                why_empty: if ready.is_empty() { why } else { None },
+                ready,
+                api_error: None,
+                pod_gone: gone,
+            };
+            tx.send_if_modified(|cur| {
+                if *cur != set {
+                    *cur = set;
+                    true
+                } else {
+                    false
+                }
+            });
+        }
+        Err(msg) => {
+            tx.send_if_modified(|cur| {
+                if cur.api_error.as_deref() != Some(msg.as_str()) {
+                    cur.api_error = Some(msg);
+                    true
+                } else {
+                    false
+                }
+            });
+        }
+    });
+}
+
+/// Runs a reflector over `api` until `cancel` (resuming after API outages with back-off) and
+/// calls `on_change` with the store after every change once the first list is in, and with the
+/// error whenever the watch fails.
+pub(crate) fn spawn_reflector<K, F>(
+    api: Api<K>,
+    config: watcher::Config,
+    cancel: CancellationToken,
+    mut on_change: F,
+) where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+    F: FnMut(Result<&Store<K>, String>) + Send + 'static,
+{
     let (store, writer) = reflector::store();
     let stream = reflector::reflector(writer, watcher(api, config).default_backoff());
     tokio::spawn(async move {
@@ -469,39 +520,9 @@ fn spawn_watch<K, F>(
             };
             let Some(item) = item else { return };
             match item {
-                Ok(ev) => {
-                    if matches!(ev, watcher::Event::Init | watcher::Event::InitApply(_)) {
-                        continue;
-                    }
-                    let (mut ready, why, gone) = compute(&store);
-                    ready.sort();
-                    ready.dedup();
-                    let set = BackendSet {
-                        why_empty: if ready.is_empty() { why } else { None },
-                        ready,
-                        api_error: None,
-                        pod_gone: gone,
-                    };
-                    tx.send_if_modified(|cur| {
-                        if *cur != set {
-                            *cur = set;
-                            true
-                        } else {
-                            false
-                        }
-                    });
-                }
-                Err(e) => {
-                    let msg = e.to_string();
-                    tx.send_if_modified(|cur| {
-                        if cur.api_error.as_deref() != Some(msg.as_str()) {
-                            cur.api_error = Some(msg);
-                            true
-                        } else {
-                            false
-                        }
-                    });
-                }
+                Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => {}
+                Ok(_) => on_change(Ok(&store)),
+                Err(e) => on_change(Err(e.to_string())),
             }
         }
     });

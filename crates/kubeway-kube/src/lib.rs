@@ -1,8 +1,10 @@
 //! The only kubeway crate that talks to an API server: connecting through a kubeconfig, resolving
-//! targets to ready pods, and opening port-forward streams ([`portforward`]).
+//! targets to ready pods, opening port-forward streams ([`portforward`]), and LoadBalancer
+//! status ([`loadbalancer`]).
 
 pub mod backends;
 pub mod explain;
+pub mod loadbalancer;
 pub mod portforward;
 pub mod snapshot;
 

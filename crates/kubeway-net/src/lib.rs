@@ -1,5 +1,8 @@
-//! kubeway's host side: accept loops that hand each local connection to a connector, and
-//! byte-exact bidirectional copies that carry half-close.
+//! kubeway's host side: accept loops that hand each local connection to a connector,
+//! byte-exact bidirectional copies that carry half-close, reachability probes, and host
+//! addresses for Services ([`loopback`]).
+
+pub mod loopback;
 
 use std::future::Future;
 use std::net::SocketAddr;

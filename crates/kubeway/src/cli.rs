@@ -88,6 +88,30 @@ pub enum Command {
     ///   kubeway open --all -n shop       # every Service of a namespace
     #[command(verbatim_doc_comment)]
     Open(OpenArgs),
+    /// Every LoadBalancer Service gets an EXTERNAL-IP that works from this host, like
+    /// `minikube tunnel` on any cluster and without root: each Service gets a loopback address
+    /// of its own (Linux; elsewhere 127.0.0.1, with port conflicts reported), kubeway listens on
+    /// its ports there and carries connections through the NodePort when the host reaches the
+    /// node, else through the API server's port-forward to ready pods. `kubectl get svc` shows
+    /// the address; Services added, changed or deleted are followed within a second.
+    ///
+    /// Ports below 1024 need root or CAP_NET_BIND_SERVICE: without, port 80 listens on 8080
+    /// (port + 8000) and the tunnel says so. Services with an EXTERNAL-IP from a real load
+    /// balancer (servicelb, MetalLB, cloud-provider-kind) or a loadBalancerClass are left alone.
+    ///
+    /// Ctrl-C takes every EXTERNAL-IP back. After a crash (kill -9, reboot), the next
+    /// `kubeway tunnel` or `kubeway tunnel --cleanup` removes what it left — only ingresses it
+    /// wrote that are still exactly as written. State: $KUBEWAY_STATE_DIR, else
+    /// $XDG_STATE_HOME/kubeway, else ~/.local/state/kubeway. One tunnel per cluster.
+    ///
+    /// Examples:
+    ///   kubeway tunnel                   # the LoadBalancers of the current namespace
+    ///   kubeway tunnel -A                # of every namespace (what `minikube tunnel` does)
+    ///   kubeway tunnel -o json           # one JSON event per line, for scripts
+    ///   kubeway tunnel --cleanup         # undo what a crashed tunnel left, then exit
+    ///   curl http://$(kubectl get svc web-lb -o jsonpath='{.status.loadBalancer.ingress[0].ip}')/
+    #[command(verbatim_doc_comment)]
+    Tunnel(TunnelArgs),
     /// A first minute with kubeway: start a lab with a sample app, reach `web` through a
     /// port-forward, fetch its page, and keep the way open until Ctrl-C.
     Demo(DemoArgs),
@@ -174,6 +198,22 @@ pub struct OpenArgs {
     #[arg(long)]
     pub no_browser: bool,
     /// How long each reachability probe may take.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub probe_timeout: std::time::Duration,
+}
+
+/// `kubeway tunnel`.
+#[derive(Debug, Args)]
+pub struct TunnelArgs {
+    /// Serve the LoadBalancer Services of every namespace (default: the context's namespace,
+    /// or -n).
+    #[arg(short = 'A', long)]
+    pub all_namespaces: bool,
+    /// Undo what a tunnel that died without cleaning up left behind (EXTERNAL-IPs it wrote
+    /// that are still exactly as written), then exit.
+    #[arg(long)]
+    pub cleanup: bool,
+    /// How long each NodePort reachability probe may take.
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     pub probe_timeout: std::time::Duration,
 }
@@ -306,6 +346,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Env(args) => return crate::env::run(&cli, args.probe_timeout).await,
         Command::Forward(args) => return crate::forward::run(&cli, args).await,
         Command::Open(args) => return crate::open::run(&cli, args).await,
+        Command::Tunnel(args) => return crate::tunnel::run(&cli, args).await,
         Command::Explain(args) => {
             if !crate::explain::run(&cli, args).await? {
                 use std::io::Write;
@@ -317,7 +358,11 @@ pub async fn run(cli: Cli) -> Result<()> {
         _ => {}
     }
     match cli.command {
-        Command::Env(_) | Command::Forward(_) | Command::Explain(_) | Command::Open(_) => Ok(()),
+        Command::Env(_)
+        | Command::Forward(_)
+        | Command::Explain(_)
+        | Command::Open(_)
+        | Command::Tunnel(_) => Ok(()),
         Command::Lab(LabCommand::Up(args)) => crate::lab::up(args, cli.output).await,
         Command::Demo(args) => crate::demo::run(args, cli.output).await,
     }

@@ -13,7 +13,7 @@ use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
 };
 use kube::api::{Api, PostParams};
-use kubeway_core::target::{PortSpec, Target, TargetKind};
+use kubeway_core::target::{PortRef, PortSpec, Target, TargetKind};
 use kubeway_kube::backends::{BackendSet, Endpoint, Resolved, watch_backends};
 use kubeway_kube::{Cluster, ConnectOptions, ForwardOptions, PortForwarder, Transport, connect};
 use kubeway_net::Stats;
@@ -29,7 +29,7 @@ use crate::lab::shutdown_signal;
 const WAIT_FOR_ENDPOINT: Duration = Duration::from_secs(30);
 
 /// Dials ready endpoints round-robin, one pooled forwarder per pod.
-struct Router {
+pub struct Router {
     base: PortForwarder,
     forwarders: Mutex<HashMap<String, PortForwarder>>,
     backends: watch::Receiver<BackendSet>,
@@ -39,10 +39,13 @@ struct Router {
     out: Out,
 }
 
+/// Where a forward's events go.
 #[derive(Clone, Copy)]
-struct Out {
-    json: bool,
-    quiet: bool,
+pub struct Out {
+    /// One JSON object per line on stdout (else text on stderr).
+    pub json: bool,
+    /// Nothing at all (the caller reports).
+    pub quiet: bool,
 }
 
 impl Out {
@@ -59,6 +62,38 @@ impl Out {
 }
 
 impl Router {
+    /// Resolves `port` of `target` and starts watching its ready endpoints until `cancel`.
+    pub async fn start(
+        cluster: &Cluster,
+        target: &Target,
+        port: &PortRef,
+        transport: Transport,
+        out: Out,
+        cancel: CancellationToken,
+    ) -> Result<(Resolved, Arc<Router>)> {
+        let (resolved, rx) = watch_backends(cluster, target, port, cancel).await?;
+        let base = PortForwarder::new(
+            cluster,
+            &cluster.namespace,
+            rx.borrow()
+                .ready
+                .first()
+                .map(|e| e.pod.as_str())
+                .unwrap_or("pending"),
+            ForwardOptions::default().with_transport(transport),
+        );
+        let router = Arc::new(Router {
+            base,
+            forwarders: Mutex::new(HashMap::new()),
+            backends: rx,
+            next: AtomicUsize::new(0),
+            per_pod: Mutex::new(HashMap::new()),
+            errors: AtomicU64::new(0),
+            out,
+        });
+        Ok((resolved, router))
+    }
+
     fn forwarder(&self, pod: &str) -> PortForwarder {
         let mut map = self.forwarders.lock().unwrap_or_else(|e| e.into_inner());
         map.entry(pod.to_string())
@@ -329,31 +364,20 @@ async fn open(
     let mut locals = Vec::new();
     let mut routers = Vec::new();
     for spec in specs {
-        let (resolved, rx) = watch_backends(cluster, target, &spec.remote, cancel.child_token())
-            .await
-            .inspect_err(|_| cancel.cancel())?;
+        let (resolved, router) = Router::start(
+            cluster,
+            target,
+            &spec.remote,
+            transport,
+            out,
+            cancel.child_token(),
+        )
+        .await
+        .inspect_err(|_| cancel.cancel())?;
+        let rx = router.backends.clone();
         if target.kind == TargetKind::Pod {
             wait_pod_running(&rx, pod_running_timeout, &resolved).await?;
         }
-        let base = PortForwarder::new(
-            cluster,
-            &cluster.namespace,
-            rx.borrow()
-                .ready
-                .first()
-                .map(|e| e.pod.as_str())
-                .unwrap_or("pending"),
-            ForwardOptions::default().with_transport(transport),
-        );
-        let router = Arc::new(Router {
-            base,
-            forwarders: Mutex::new(HashMap::new()),
-            backends: rx.clone(),
-            next: AtomicUsize::new(0),
-            per_pod: Mutex::new(HashMap::new()),
-            errors: AtomicU64::new(0),
-            out,
-        });
         // Bind every address on the same port: the first picks it when it is random.
         let mut port = spec
             .local
@@ -377,24 +401,12 @@ async fn open(
                 format!("Forwarding from {} -> {}", fmt_addr(local), resolved.remote_port),
                 json!({"event": "forwarding", "local": local.to_string(), "target": resolved.target, "remote": resolved.remote_port, "transport": transport.as_str()}),
             );
-            let r = router.clone();
-            serving.push(tokio::spawn(kubeway_net::serve(
+            serving.push(serve_routed(
                 listener,
-                cancel.clone(),
+                router.clone(),
                 stats.clone(),
-                move |peer| {
-                    let r = r.clone();
-                    async move {
-                        r.dial().await.map_err(|e| {
-                            r.out.event(
-                                format!("connection from {peer} failed: {e}"),
-                                json!({"event": "connection_error", "peer": peer.to_string(), "error": e}),
-                            );
-                            e
-                        })
-                    }
-                },
-            )));
+                cancel.clone(),
+            ));
         }
         spawn_reporter(rx, router.clone(), resolved.clone(), cancel.clone());
         routers.push((resolved, router));
@@ -406,6 +418,28 @@ async fn open(
         stats,
         cancel,
     })
+}
+
+/// Accepts on `listener` until `cancel` and carries each connection to the next ready endpoint
+/// of `router`; a failed dial closes that connection only, and is reported.
+pub fn serve_routed(
+    listener: TcpListener,
+    router: Arc<Router>,
+    stats: Arc<Stats>,
+    cancel: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(kubeway_net::serve(listener, cancel, stats, move |peer| {
+        let r = router.clone();
+        async move {
+            r.dial().await.map_err(|e| {
+                r.out.event(
+                    format!("connection from {peer} failed: {e}"),
+                    json!({"event": "connection_error", "peer": peer.to_string(), "error": e}),
+                );
+                e
+            })
+        }
+    }))
 }
 
 /// Opens a forward that reports nothing (for `kubeway open`, which prints its own table).

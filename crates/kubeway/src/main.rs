@@ -7,6 +7,8 @@ mod explain;
 mod forward;
 mod lab;
 mod open;
+mod reach;
+mod tunnel;
 
 use std::process::ExitCode;
 

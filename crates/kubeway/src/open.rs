@@ -7,18 +7,18 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::core::v1::Service;
 use kube::api::{Api, ListParams};
-use kubeway_core::env::{Tri, detect};
 use kubeway_core::target::{PortSpec, Target, TargetKind};
 use kubeway_kube::backends::closest;
-use kubeway_kube::{ConnectOptions, connect, snapshot};
+use kubeway_kube::{ConnectOptions, connect};
 use kubeway_net::probe;
 use serde::Serialize;
 use serde_json::json;
 
 use crate::cli::{Cli, OpenArgs, Output};
 use crate::lab::shutdown_signal;
+use crate::reach::Direct;
 
 /// One opened port.
 #[derive(Debug, Clone, Serialize)]
@@ -95,35 +95,11 @@ pub async fn run(cli: &Cli, args: &OpenArgs) -> Result<()> {
             "name a service (`kubeway open web`) or pass --all for every service of the namespace"
         ),
     };
-    let env = snapshot::collect(&opts).await.ok();
-    let detection = env.as_ref().map(|c| detect(&c.snapshot));
-    let nodes: Vec<(String, IpAddr)> = Api::<Node>::all(cluster.client.clone())
-        .list(&ListParams::default())
-        .await
-        .map(|l| {
-            l.items
-                .into_iter()
-                .flat_map(|n| {
-                    let name = n.metadata.name.clone().unwrap_or_default();
-                    n.status
-                        .and_then(|s| s.addresses)
-                        .unwrap_or_default()
-                        .into_iter()
-                        .filter(|a| a.type_ == "InternalIP" || a.type_ == "ExternalIP")
-                        .filter_map(move |a| a.address.parse().ok().map(|ip| (name.clone(), ip)))
-                        .collect::<Vec<_>>()
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let direct = Direct::learn(&opts).await;
     let timeout = args.probe_timeout;
     let scheme = &args.scheme;
     let mut opened = Vec::new();
     let mut forwards = Vec::new();
-    let env_name = detection
-        .as_ref()
-        .map(|d| d.provider.display_name().to_string())
-        .unwrap_or_else(|| "the environment".into());
     for svc in services.iter().filter(|s| {
         s.spec
             .as_ref()
@@ -171,27 +147,9 @@ pub async fn run(cli: &Cli, args: &OpenArgs) -> Result<()> {
             if found.is_none()
                 && let Some(np) = p.node_port.and_then(|n| u16::try_from(n).ok())
             {
-                for (node, ip) in &nodes {
-                    let r = probe(SocketAddr::new(*ip, np), timeout).await;
-                    if r.answered() {
-                        found = Some((format!("{scheme}://{ip}:{np}"), "NodePort"));
-                        break;
-                    }
-                    tried.push(format!("NodePort {np} on node {node} ({ip}) {r}"));
-                }
-                let localhost = detection
-                    .as_ref()
-                    .is_some_and(|d| d.nodeports_on_localhost.value == Tri::Yes);
-                if found.is_none() && localhost {
-                    let r = probe(SocketAddr::from(([127, 0, 0, 1], np)), timeout).await;
-                    if r.answered() {
-                        found = Some((
-                            format!("{scheme}://127.0.0.1:{np}"),
-                            "NodePort on localhost",
-                        ));
-                    } else {
-                        tried.push(format!("localhost:{np} {r}"));
-                    }
+                match direct.node_port(np, timeout).await {
+                    Ok(f) => found = Some((format!("{scheme}://{}", f.addr), f.via)),
+                    Err(t) => tried.extend(t),
                 }
             }
             let (url, via, why) = match found {
@@ -199,23 +157,8 @@ pub async fn run(cli: &Cli, args: &OpenArgs) -> Result<()> {
                 None => {
                     let why = if ty == "ClusterIP" {
                         format!("{name} is a ClusterIP Service, reachable only inside the cluster")
-                    } else if detection
-                        .as_ref()
-                        .is_some_and(|d| d.node_reachable.value == Tri::No)
-                    {
-                        format!(
-                            "the host cannot reach the node: {env_name} is in between ({})",
-                            tried.join("; ")
-                        )
                     } else {
-                        format!(
-                            "no direct way answered ({})",
-                            if tried.is_empty() {
-                                "nothing to try".to_string()
-                            } else {
-                                tried.join("; ")
-                            }
-                        )
+                        direct.why_not_direct(&tried)
                     };
                     let target = Target::parse(&format!("svc/{name}"), TargetKind::Service)?;
                     let spec: PortSpec = format!(":{port}").parse()?;

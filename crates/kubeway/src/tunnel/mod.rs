@@ -1,0 +1,796 @@
+//! `kubeway tunnel`: every LoadBalancer Service gets an EXTERNAL-IP that works from this host.
+//! It watches the Services, places each on a host address ([`carrier::Addressing`]), listens on
+//! its ports there, carries connections the best way the environment allows
+//! ([`carrier::Carrier`]), writes `status.loadBalancer.ingress`, follows changes, and undoes it
+//! all on Ctrl-C — or, after a crash, on the next run or `--cleanup` ([`state`]).
+
+mod carrier;
+mod state;
+mod view;
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use kubeway_kube::loadbalancer::{
+    LbPort, LbService, LbServices, Removed, Scope, Written, proxy_ingress, remove_ingress,
+    watch_load_balancers, write_ingress,
+};
+use kubeway_kube::{Cluster, ConnectOptions, connect};
+use kubeway_net::Stats;
+use kubeway_net::loopback::{BoundPort, Moved};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::{Cli, TunnelArgs};
+use crate::lab::shutdown_signal;
+use crate::reach::Direct;
+use carrier::{Addressing, Carrier};
+use state::{Change, Journal, Opened, Record, state_dir};
+use view::{Row, View};
+
+/// One Service port listening on the host.
+struct Listening {
+    local: SocketAddr,
+    moved: Option<Moved>,
+    node_port: Option<u16>,
+    carrier: Carrier,
+    stats: Arc<Stats>,
+    cancel: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Listening {
+    async fn stop(self) {
+        self.cancel.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.task).await;
+    }
+}
+
+/// A Service the tunnel serves.
+struct Served {
+    svc: LbService,
+    ip: IpAddr,
+    _claim: Option<TcpListener>,
+    ports: BTreeMap<u16, Listening>,
+    /// The ingress as the API server stored it, once written.
+    written: Option<Vec<Value>>,
+}
+
+struct Tunnel<'a> {
+    cluster: Cluster,
+    direct: Direct,
+    addressing: Addressing,
+    journal: Journal,
+    view: &'a View,
+    probe_timeout: Duration,
+    served: BTreeMap<String, Served>,
+    left_alone: BTreeMap<String, (String, Vec<String>)>,
+    api_error: Option<String>,
+    cancel: CancellationToken,
+}
+
+fn privileged_hint(port: u16) -> String {
+    let exe = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "kubeway".into());
+    if cfg!(target_os = "linux") {
+        format!(
+            "binding {port} needs root or CAP_NET_BIND_SERVICE; run `sudo setcap cap_net_bind_service=+ep {exe}` \
+             or `sudo sysctl -w net.ipv4.ip_unprivileged_port_start={port}`, then restart the tunnel"
+        )
+    } else {
+        format!("binding {port} needs root; run the tunnel with sudo to use the port itself")
+    }
+}
+
+fn tcp_ports(svc: &LbService) -> Vec<&LbPort> {
+    svc.ports.iter().filter(|p| p.protocol == "TCP").collect()
+}
+
+impl Tunnel<'_> {
+    /// Who listens on `addr` among the Services served (for conflict reports).
+    fn holder_of(&self, addr: SocketAddr) -> Option<String> {
+        self.served
+            .iter()
+            .find_map(|(k, s)| s.ports.values().any(|l| l.local == addr).then(|| k.clone()))
+    }
+
+    fn port_note(&self, port: u16, l: &Listening) -> Option<String> {
+        match l.moved {
+            Some(Moved::Privileged) => Some(privileged_hint(port)),
+            Some(Moved::Taken) => {
+                let wanted = SocketAddr::new(l.local.ip(), port);
+                Some(match self.holder_of(wanted) {
+                    Some(other) => format!(
+                        "port {port} on {} is taken by {other} (only Linux gives every Service its own address)",
+                        l.local.ip()
+                    ),
+                    None => format!(
+                        "port {port} on {} is taken by another program",
+                        l.local.ip()
+                    ),
+                })
+            }
+            None => None,
+        }
+    }
+
+    fn report_serving(&self, key: &str) {
+        let Some(s) = self.served.get(key) else {
+            return;
+        };
+        let mut text = format!("{key}: EXTERNAL-IP {}", s.ip);
+        let mut ports = Vec::new();
+        for (port, l) in &s.ports {
+            let note = self.port_note(*port, l);
+            let moved = l.moved.map(|m| match m {
+                Moved::Privileged => "privileged",
+                Moved::Taken => "taken",
+            });
+            let arrow = if l.local.port() == *port {
+                format!("{port}")
+            } else {
+                format!("{port} → {}", l.local.port())
+            };
+            text.push_str(&format!(
+                "\n  {arrow}: listening on {} via {}",
+                l.local,
+                l.carrier.describe()
+            ));
+            if let Some(why) = l.carrier.why() {
+                text.push_str(&format!(" ({why})"));
+            }
+            if let Some(n) = &note {
+                text.push_str(&format!("\n    port {arrow} because {n}"));
+            }
+            ports.push(
+                json!({"port": port, "protocol": "TCP", "listen": l.local.to_string(),
+                "via": l.carrier.describe(), "why": l.carrier.why(), "moved": moved, "note": note}),
+            );
+        }
+        let skipped: Vec<Value> = s
+            .svc
+            .ports
+            .iter()
+            .filter(|p| p.protocol != "TCP")
+            .map(|p| {
+                text.push_str(&format!(
+                    "\n  {}/{}: not carried (kubeway carries TCP only)",
+                    p.port, p.protocol
+                ));
+                json!({"port": p.port, "protocol": p.protocol})
+            })
+            .collect();
+        self.view.event(
+            text,
+            json!({"event": "serving", "service": key, "external_ip": s.ip.to_string(),
+                   "ports": ports, "not_carried": skipped}),
+        );
+    }
+
+    fn leave_alone(&mut self, svc: &LbService, reason: String) {
+        let key = svc.key();
+        let ingress = svc.ingress_addresses();
+        if self.left_alone.get(&key) == Some(&(reason.clone(), ingress.clone())) {
+            return;
+        }
+        self.view.event(
+            format!("{key}: left alone: {reason}"),
+            json!({"event": "left_alone", "service": key, "reason": reason, "ingress": ingress}),
+        );
+        self.left_alone.insert(key, (reason, ingress));
+    }
+
+    async fn listen(&self, svc: &LbService, port: &LbPort, bound: BoundPort) -> Result<Listening> {
+        let cancel = self.cancel.child_token();
+        let carrier = Carrier::choose(
+            &self.cluster,
+            &self.direct,
+            svc,
+            port,
+            self.probe_timeout,
+            cancel.clone(),
+        )
+        .await
+        .inspect_err(|_| cancel.cancel())?;
+        let stats = Arc::new(Stats::default());
+        let task = carrier.serve(bound.listener, stats.clone(), cancel.clone());
+        Ok(Listening {
+            local: bound.local,
+            moved: bound.moved,
+            node_port: port.node_port,
+            carrier,
+            stats,
+            cancel,
+            task,
+        })
+    }
+
+    fn error(&self, key: &str, e: &anyhow::Error) {
+        self.view.event(
+            format!("{key}: {e:#}"),
+            json!({"event": "error", "service": key, "error": format!("{e:#}")}),
+        );
+    }
+
+    /// Brings everything in line with the Services as the watch sees them.
+    async fn reconcile(&mut self, set: &LbServices) -> Result<()> {
+        match (&set.api_error, &self.api_error) {
+            (Some(e), None) => self.view.event(
+                format!("API server unreachable, retrying (listeners keep serving): {e}"),
+                json!({"event": "api", "state": "unreachable", "error": e}),
+            ),
+            (None, Some(_)) => self.view.event(
+                "API server is back; following Services again",
+                json!({"event": "api", "state": "ok"}),
+            ),
+            _ => {}
+        }
+        self.api_error = set.api_error.clone();
+        let gone: Vec<String> = self
+            .served
+            .iter()
+            .filter(|(k, s)| {
+                !set.services
+                    .iter()
+                    .any(|n| n.key() == **k && n.uid == s.svc.uid)
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in gone {
+            if let Some(s) = self.served.remove(&key) {
+                self.close(s, "deleted, or no longer a LoadBalancer", true)
+                    .await?;
+            }
+        }
+        self.left_alone
+            .retain(|k, _| set.services.iter().any(|s| s.key() == *k));
+        for svc in &set.services {
+            self.sync(svc).await?;
+        }
+        Ok(())
+    }
+
+    /// Stops serving a Service; removes the ingress written (if still exactly ours) when
+    /// `remove` says so.
+    async fn close(&mut self, s: Served, reason: &str, remove: bool) -> Result<()> {
+        let key = s.svc.key();
+        for (_, l) in s.ports {
+            l.stop().await;
+        }
+        if remove && let Some(ingress) = &s.written {
+            // The Service may still exist (its type changed): take back what we wrote.
+            match remove_ingress(
+                &self.cluster,
+                &s.svc.namespace,
+                &s.svc.name,
+                &s.svc.uid,
+                ingress,
+            )
+            .await
+            {
+                Ok(_) => {}
+                Err(e) => {
+                    self.error(&key, &e.into());
+                    // Keep the journal entry: `--cleanup` or the exit retries it.
+                    self.journal
+                        .forget(|c| c.service() == key && matches!(c, Change::Address { .. }))?;
+                    self.report_closed(&key, reason);
+                    return Ok(());
+                }
+            }
+        }
+        self.journal.forget(|c| c.service() == key)?;
+        self.report_closed(&key, reason);
+        Ok(())
+    }
+
+    fn report_closed(&self, key: &str, reason: &str) {
+        self.view.event(
+            format!("{key}: closed ({reason})"),
+            json!({"event": "closed", "service": key, "reason": reason}),
+        );
+    }
+
+    async fn sync(&mut self, svc: &LbService) -> Result<()> {
+        let key = svc.key();
+        if let Some(s) = self.served.get(&key) {
+            let theirs = !svc.ingress.is_empty() && Some(&svc.ingress) != s.written.as_ref();
+            if theirs || svc.class.is_some() {
+                let s = self.served.remove(&key).expect("present");
+                let reason = if theirs {
+                    format!(
+                        "its EXTERNAL-IP was set to {} by someone else; it is theirs now",
+                        svc.ingress_addresses().join(",")
+                    )
+                } else {
+                    format!(
+                        "it now names loadBalancerClass {}",
+                        svc.class.clone().unwrap_or_default()
+                    )
+                };
+                self.close(s, &reason, !theirs).await?;
+                self.leave_alone(svc, reason);
+                return Ok(());
+            }
+            if svc.ingress.is_empty()
+                && let Some(s) = self.served.get_mut(&key)
+            {
+                // Someone cleared it: write it again.
+                s.written = None;
+            }
+            self.sync_ports(svc).await?;
+        } else {
+            if let Some(class) = &svc.class {
+                self.leave_alone(
+                    svc,
+                    format!("loadBalancerClass {class} belongs to another implementation"),
+                );
+                return Ok(());
+            }
+            if !svc.ingress.is_empty() {
+                self.leave_alone(
+                    svc,
+                    format!(
+                        "already has EXTERNAL-IP {} from another load balancer (e.g. servicelb, MetalLB, cloud-provider-kind)",
+                        svc.ingress_addresses().join(",")
+                    ),
+                );
+                return Ok(());
+            }
+            if tcp_ports(svc).is_empty() {
+                self.leave_alone(svc, "no TCP port (kubeway carries TCP only)".to_string());
+                return Ok(());
+            }
+            self.left_alone.remove(&key);
+            if !self.open(svc).await? {
+                return Ok(());
+            }
+        }
+        if let Some(s) = self.served.get_mut(&key) {
+            s.svc = svc.clone();
+        }
+        if self.served.get(&key).is_some_and(|s| s.written.is_none()) {
+            self.write(&key).await?;
+        }
+        Ok(())
+    }
+
+    /// Places a new Service and starts its listeners. False when it could not be placed.
+    async fn open(&mut self, svc: &LbService) -> Result<bool> {
+        let key = svc.key();
+        let tcp = tcp_ports(svc);
+        let used: HashSet<IpAddr> = self.served.values().map(|s| s.ip).collect();
+        let placement = match self.addressing.place(svc, &tcp, &used) {
+            Ok(p) => p,
+            Err(e) => {
+                self.error(&key, &e);
+                return Ok(false);
+            }
+        };
+        self.journal.record(Change::Address {
+            ip: placement.ip,
+            service: key.clone(),
+        })?;
+        let mut ports = BTreeMap::new();
+        for (port, bound) in placement.bound {
+            let Some(lp) = tcp.iter().find(|p| p.port == port) else {
+                continue;
+            };
+            match self.listen(svc, lp, bound).await {
+                Ok(l) => {
+                    ports.insert(port, l);
+                }
+                Err(e) => self.error(&key, &e.context(format!("port {port}"))),
+            }
+        }
+        self.served.insert(
+            key.clone(),
+            Served {
+                svc: svc.clone(),
+                ip: placement.ip,
+                _claim: placement.claim,
+                ports,
+                written: None,
+            },
+        );
+        self.report_serving(&key);
+        Ok(true)
+    }
+
+    /// Moves listeners to match the Service's ports now.
+    async fn sync_ports(&mut self, svc: &LbService) -> Result<()> {
+        let key = svc.key();
+        let Some(s) = self.served.get_mut(&key) else {
+            return Ok(());
+        };
+        let want: Vec<LbPort> = tcp_ports(svc).into_iter().cloned().collect();
+        let stale: Vec<u16> = s
+            .ports
+            .iter()
+            .filter(|(port, l)| {
+                !want
+                    .iter()
+                    .any(|w| w.port == **port && w.node_port == l.node_port)
+            })
+            .map(|(p, _)| *p)
+            .collect();
+        let mut changed = !stale.is_empty();
+        for p in stale {
+            if let Some(l) = s.ports.remove(&p) {
+                l.stop().await;
+            }
+        }
+        let ip = s.ip;
+        let missing: Vec<LbPort> = want
+            .into_iter()
+            .filter(|w| !s.ports.contains_key(&w.port))
+            .collect();
+        for p in missing {
+            changed = true;
+            let bound = match self.addressing.bind_more(ip, p.port) {
+                Ok(b) => b,
+                Err(e) => {
+                    self.error(
+                        &key,
+                        &anyhow::Error::from(e).context(format!("listening on {ip}:{}", p.port)),
+                    );
+                    continue;
+                }
+            };
+            match self.listen(svc, &p, bound).await {
+                Ok(l) => {
+                    if let Some(s) = self.served.get_mut(&key) {
+                        s.ports.insert(p.port, l);
+                    }
+                }
+                Err(e) => self.error(&key, &e.context(format!("port {}", p.port))),
+            }
+        }
+        if changed {
+            self.report_serving(&key);
+        }
+        Ok(())
+    }
+
+    /// Writes the ingress of a served Service, journaled first.
+    async fn write(&mut self, key: &str) -> Result<()> {
+        let Some(s) = self.served.get(key) else {
+            return Ok(());
+        };
+        let svc = s.svc.clone();
+        let want = proxy_ingress(s.ip);
+        self.journal
+            .forget(|c| c.service() == key && matches!(c, Change::Ingress { .. }))?;
+        self.journal.record(Change::Ingress {
+            namespace: svc.namespace.clone(),
+            name: svc.name.clone(),
+            uid: svc.uid.clone(),
+            ingress: want.clone(),
+        })?;
+        match write_ingress(&self.cluster, &svc, &want).await {
+            Ok(Written::Stored(stored)) => {
+                if stored != want {
+                    self.journal.update_ingress(key, stored.clone())?;
+                }
+                let ip = s.ip;
+                if let Some(s) = self.served.get_mut(key) {
+                    s.written = Some(stored);
+                }
+                self.view.event(
+                    format!("{key}: EXTERNAL-IP {ip} written to status.loadBalancer.ingress"),
+                    json!({"event": "ingress", "service": key, "ip": ip.to_string(), "state": "written"}),
+                );
+            }
+            Ok(Written::Stale) => {
+                // Changed under us: the watch brings the new version, and we try again then.
+                self.journal
+                    .forget(|c| c.service() == key && matches!(c, Change::Ingress { .. }))?;
+            }
+            Err(e) => self.error(key, &e.into()),
+        }
+        Ok(())
+    }
+
+    fn rows(&self) -> Vec<Row> {
+        let mut rows: Vec<Row> = self
+            .served
+            .iter()
+            .map(|(k, s)| Row {
+                service: k.clone(),
+                external_ip: if s.written.is_some() {
+                    s.ip.to_string()
+                } else {
+                    format!("{} (writing)", s.ip)
+                },
+                ports: s
+                    .ports
+                    .iter()
+                    .map(|(p, l)| {
+                        if l.local.port() == *p {
+                            format!("{p} {}", l.carrier.describe())
+                        } else {
+                            format!("{p}→{} {}", l.local.port(), l.carrier.describe())
+                        }
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                connections: s
+                    .ports
+                    .values()
+                    .map(|l| l.stats.accepted.load(Ordering::Relaxed))
+                    .sum(),
+                failed: s
+                    .ports
+                    .values()
+                    .map(|l| l.stats.failed.load(Ordering::Relaxed))
+                    .sum(),
+            })
+            .collect();
+        for (k, (reason, ingress)) in &self.left_alone {
+            rows.push(Row {
+                service: k.clone(),
+                external_ip: if ingress.is_empty() {
+                    "-".into()
+                } else {
+                    ingress.join(",")
+                },
+                ports: format!("left alone: {reason}"),
+                connections: 0,
+                failed: 0,
+            });
+        }
+        rows
+    }
+
+    /// Stops everything and takes back every ingress written. Returns how many changes could
+    /// not be undone (left in the journal for `--cleanup`).
+    async fn shutdown(mut self) -> Result<usize> {
+        self.cancel.cancel();
+        let served = std::mem::take(&mut self.served);
+        let mut connections = 0;
+        let mut removals = Vec::new();
+        for (key, s) in served {
+            for (_, l) in s.ports {
+                connections += l.stats.accepted.load(Ordering::Relaxed);
+                l.stop().await;
+            }
+            if let Some(ingress) = s.written {
+                let cluster = self.cluster.clone();
+                removals.push(async move {
+                    let r = remove_ingress(
+                        &cluster,
+                        &s.svc.namespace,
+                        &s.svc.name,
+                        &s.svc.uid,
+                        &ingress,
+                    )
+                    .await;
+                    (key, r)
+                });
+            }
+        }
+        let mut removed = 0;
+        for (key, r) in futures::future::join_all(removals).await {
+            match r {
+                Ok(Removed::Removed) => removed += 1,
+                Ok(Removed::ChangedSince) => self.view.event(
+                    format!("{key}: its ingress was changed by someone else; left as it is"),
+                    json!({"event": "undo", "service": key, "change": "ingress", "result": "changed_since"}),
+                ),
+                Ok(Removed::ServiceGone) => {}
+                Err(e) => {
+                    self.error(&key, &e.into());
+                    continue;
+                }
+            }
+            self.journal.forget(|c| c.service() == key)?;
+        }
+        // Addresses need nothing undone; what is left are ingresses we could not remove.
+        self.journal
+            .forget(|c| matches!(c, Change::Address { .. }))?;
+        let left = self.journal.changes().len();
+        self.view.event(
+            format!(
+                "stopped: {removed} EXTERNAL-IP(s) removed, {connections} connection(s) carried{}",
+                if left > 0 {
+                    format!(
+                        "; {left} change(s) could not be undone (API server unreachable?): run `kubeway tunnel --cleanup` later"
+                    )
+                } else {
+                    String::new()
+                }
+            ),
+            json!({"event": "stopped", "removed": removed, "connections": connections, "not_undone": left}),
+        );
+        self.journal.finish()?;
+        Ok(left)
+    }
+}
+
+/// Undoes what a dead tunnel recorded. Returns the changes that could not be undone.
+async fn undo_stale(cluster: &Cluster, view: &View, stale: Record) -> Vec<Change> {
+    view.event(
+        format!(
+            "a previous tunnel (pid {}) ended without cleaning up; undoing its {} change(s)",
+            stale.owner.pid,
+            stale.changes.len()
+        ),
+        json!({"event": "stale", "owner": stale.owner, "changes": stale.changes.len()}),
+    );
+    let mut left = Vec::new();
+    for change in stale.changes {
+        let key = change.service();
+        let (result, text) = match &change {
+            Change::Address { ip, .. } => ("released", format!("{key}: address {ip} released")),
+            Change::Ingress {
+                namespace,
+                name,
+                uid,
+                ingress,
+            } => match remove_ingress(cluster, namespace, name, uid, ingress).await {
+                Ok(Removed::Removed) => ("removed", format!("{key}: stale EXTERNAL-IP removed")),
+                Ok(Removed::ChangedSince) => (
+                    "changed_since",
+                    format!(
+                        "{key}: its ingress changed since (someone else set it); left as it is"
+                    ),
+                ),
+                Ok(Removed::ServiceGone) => (
+                    "service_gone",
+                    format!("{key}: the Service is gone; nothing to undo"),
+                ),
+                Err(e) => {
+                    let e = anyhow::Error::from(e);
+                    view.event(
+                        format!("{key}: could not undo: {e:#}"),
+                        json!({"event": "undo", "service": key, "change": change, "result": "error", "error": format!("{e:#}")}),
+                    );
+                    left.push(change);
+                    continue;
+                }
+            },
+        };
+        view.event(
+            text,
+            json!({"event": "undo", "service": key, "change": change, "result": result}),
+        );
+    }
+    left
+}
+
+/// Runs `kubeway tunnel`.
+pub async fn run(cli: &Cli, args: &TunnelArgs) -> Result<()> {
+    if args.all_namespaces && cli.namespace.is_some() {
+        bail!("-n/--namespace and -A/--all-namespaces exclude each other: pick one");
+    }
+    let view = View::new(cli.output);
+    let stop = shutdown_signal();
+    let opts = ConnectOptions {
+        kubeconfig: cli.kubeconfig.clone(),
+        context: cli.context.clone(),
+        namespace: cli.namespace.clone(),
+    };
+    let cluster = connect(&opts).await?;
+    cluster.client.apiserver_version().await.with_context(|| {
+        format!(
+            "cannot reach the API server at {} (API layer: is the cluster running? check `kubectl cluster-info`)",
+            cluster.server
+        )
+    })?;
+    let dir = state_dir();
+    let (mut journal, stale) = match Journal::open(&dir, &cluster.server, &cluster.context)? {
+        Opened::Busy { owner } => bail!(
+            "a tunnel for context {} ({}) is already running{}: one tunnel per cluster. \
+             Use that one, or stop it with Ctrl-C (it takes its EXTERNAL-IPs back) and start again",
+            cluster.context,
+            cluster.server,
+            owner
+                .map(|r| format!(" (pid {})", r.owner.pid))
+                .unwrap_or_default()
+        ),
+        Opened::Locked { journal, stale } => (journal, stale),
+    };
+    if let Some(stale) = stale {
+        let left = undo_stale(&cluster, &view, stale).await;
+        journal.adopt(left)?;
+    }
+    if args.cleanup {
+        let left = journal.changes().len();
+        if left > 0 {
+            bail!(
+                "{left} change(s) could not be undone; they stay recorded in {} for the next `kubeway tunnel --cleanup`",
+                journal.path().display()
+            );
+        }
+        view.event(
+            "nothing (more) to clean up",
+            json!({"event": "clean", "state_dir": dir.display().to_string()}),
+        );
+        journal.finish()?;
+        return Ok(());
+    }
+    let scope = if args.all_namespaces {
+        Scope::All
+    } else {
+        Scope::Namespace(cluster.namespace.clone())
+    };
+    let addressing = Addressing::detect();
+    let scope_text = match &scope {
+        Scope::All => "all namespaces".to_string(),
+        Scope::Namespace(ns) => format!("namespace {ns}"),
+    };
+    let header = format!(
+        "kubeway tunnel: LoadBalancer Services of {scope_text} in context {} ({}); Ctrl-C takes the EXTERNAL-IPs back",
+        cluster.context, cluster.server
+    );
+    view.event(
+        header.clone(),
+        json!({"event": "started", "context": cluster.context, "server": cluster.server,
+               "scope": scope_text, "addressing": addressing, "state_dir": dir.display().to_string()}),
+    );
+    let direct = Direct::learn(&opts).await;
+    let cancel = CancellationToken::new();
+    let mut rx = watch_load_balancers(&cluster, &scope, cancel.child_token());
+    let mut tunnel = Tunnel {
+        cluster,
+        direct,
+        addressing,
+        journal,
+        view: &view,
+        probe_timeout: args.probe_timeout,
+        served: BTreeMap::new(),
+        left_alone: BTreeMap::new(),
+        api_error: None,
+        cancel,
+    };
+    let mut stop = std::pin::pin!(stop);
+    // Retries what failed (an API error writing an ingress) and redraws the table.
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut synced = false;
+    let result = loop {
+        tokio::select! {
+            _ = &mut stop => break Ok(()),
+            r = rx.changed() => if r.is_err() { break Ok(()) },
+            _ = tick.tick() => {
+                tunnel.view.draw(&header, &tunnel.rows());
+                let pending = tunnel.served.values().any(|s| s.written.is_none());
+                if !pending {
+                    continue;
+                }
+            }
+        }
+        let set = rx.borrow_and_update().clone();
+        if !set.synced {
+            continue;
+        }
+        if let Err(e) = tunnel.reconcile(&set).await {
+            break Err(e);
+        }
+        if !synced {
+            synced = true;
+            view.event(
+                format!(
+                    "watching: {} LoadBalancer Service(s) served, {} left alone",
+                    tunnel.served.len(),
+                    tunnel.left_alone.len()
+                ),
+                json!({"event": "watching", "served": tunnel.served.len(), "left_alone": tunnel.left_alone.len()}),
+            );
+        }
+        tunnel.view.draw(&header, &tunnel.rows());
+    };
+    let left = tunnel.shutdown().await?;
+    result?;
+    if left > 0 {
+        bail!(
+            "{left} change(s) could not be undone: run `kubeway tunnel --cleanup` when the API server answers"
+        );
+    }
+    Ok(())
+}
