@@ -310,6 +310,18 @@ pub struct LabOptions {
     /// API server port on 127.0.0.1 (0 = pick a free one).
     #[arg(long, default_value_t = 0)]
     pub api_port: u16,
+    /// Namespace mode (Linux, root): put the node and its pods in their own network namespace,
+    /// behind a real boundary, and a "host" namespace without a default route to run kubeway in
+    /// (`sudo ip netns exec <host namespace> kubeway …`). `reachable`: a veth to the node, the
+    /// API server on the node address (like minikube's kvm2 driver). `published`: no route to the
+    /// node, only the API port on the host namespace's 127.0.0.1 (like Docker Desktop). Only
+    /// documentation addresses are used (198.51.100.0/24, 203.0.113.0/24).
+    #[arg(long, value_name = "TOPOLOGY", value_parser = parse_topology)]
+    pub netns: Option<kubeway_lab::Topology>,
+}
+
+fn parse_topology(s: &str) -> Result<kubeway_lab::Topology, String> {
+    s.parse()
 }
 
 /// `kubeway lab up`.

@@ -45,6 +45,11 @@ async fn fetch(addr: std::net::SocketAddr) -> Result<(u16, String)> {
 
 /// Runs the demo.
 pub async fn run(args: DemoArgs, output: Output) -> Result<()> {
+    if args.lab.netns.is_some() {
+        anyhow::bail!(
+            "the demo runs in loopback mode; for namespace mode start `sudo kubeway lab up --netns reachable` and run kubeway in the host namespace it names"
+        );
+    }
     let text = output == Output::Text;
     let stop = shutdown_signal();
     let dir = std::env::temp_dir().join(format!("kubeway-demo-{}", std::process::id()));

@@ -15,6 +15,14 @@ pub async fn start(opts: &LabOptions, sample: bool) -> Result<Lab> {
     if let Some(r) = opts.node_reachable {
         spec = spec.reachable(r);
     }
+    if let Some(t) = opts.netns {
+        if opts.node_reachable.is_some() {
+            anyhow::bail!(
+                "--node-reachable does not apply with --netns: the topology decides (`reachable` or `published`)"
+            );
+        }
+        spec = spec.netns(t);
+    }
     spec.api_port = opts.api_port;
     spec.sample = sample;
     Lab::start(spec).await.with_context(|| {
@@ -92,8 +100,18 @@ pub fn describe(lab: &Lab) -> String {
             format!("node {name} at {ip} ({how})")
         })
         .collect();
+    let ns = match (lab.host_netns(), lab.topology()) {
+        (Some(host), Some(t)) => format!(
+            "; namespace mode ({}): run kubeway and kubectl behind the boundary with `sudo ip netns exec {host} …`",
+            match t {
+                kubeway_lab::Topology::Reachable => "reachable: a veth to the node",
+                kubeway_lab::Topology::Published => "published: only the API port, no route to the node",
+            }
+        ),
+        _ => String::new(),
+    };
     format!(
-        "{} persona, {}",
+        "{} persona, {}{ns}",
         p.provider.display_name(),
         nodes.join(", ")
     )
@@ -117,7 +135,7 @@ pub async fn up(args: LabUpArgs, output: Output) -> Result<()> {
             json!({"event": "ready", "api": lab.api_url(), "kubeconfig": path.display().to_string(),
                    "context": lab.context_name(), "persona": lab.persona().provider.as_str(),
                    "nodes": lab.nodes().iter().map(|(n, ip, r)| json!({"name": n, "address": ip.to_string(), "reachable": r})).collect::<Vec<_>>(),
-                   "sample": args.sample})
+                   "sample": args.sample, "hostNetns": lab.host_netns(), "nodeNetns": lab.node_netns()})
         ),
         Output::Text => {
             println!(

@@ -211,6 +211,15 @@ pub async fn run(cli: &Cli, args: &OpenArgs) -> Result<()> {
             for o in &opened {
                 println!("{}", o.url);
             }
+            // Scripts read URLs from stdout; the reasons go to the terminal.
+            for o in opened.iter().filter(|o| o.why.is_some()) {
+                eprintln!(
+                    "{} {}: forwarding because {}",
+                    o.name,
+                    o.port,
+                    o.why.clone().unwrap_or_default()
+                );
+            }
         }
         _ => {
             let w = |f: &dyn Fn(&Opened) -> String, h: &str| {

@@ -1,0 +1,166 @@
+//! `kubeway open`, `env` and `explain` behind a real boundary: the lab's namespace mode, with
+//! kubeway run in the host namespace (no default route). Reachable node: a direct NodePort URL,
+//! no forward. Published API port only: a forward that says why, and explain names the boundary.
+//! Needs root and iproute2; skipped with a message otherwise.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::Env;
+use kubeway_core::env::Provider;
+use kubeway_lab::{LabSpec, Topology, netns};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::process::Command;
+
+fn skip() -> bool {
+    if let Some(why) = netns::unavailable() {
+        eprintln!("SKIPPED: namespace-mode test not run: {why}");
+        return true;
+    }
+    false
+}
+
+/// `kubeway ARGS` inside the lab's host namespace.
+fn kubeway(env: &Env, args: &[&str]) -> Command {
+    let mut c = Command::new("ip");
+    c.args(["netns", "exec", env.lab.host_netns().expect("namespace mode")])
+        .arg(env!("CARGO_BIN_EXE_kubeway"))
+        .arg("--kubeconfig")
+        .arg(&env.kubeconfig)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    c
+}
+
+/// GET / on `url`, from the host namespace.
+async fn page(env: &Env, url: &str) -> String {
+    let addr: SocketAddr = url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .parse()
+        .expect("an address URL");
+    let mut s = env
+        .lab
+        .host_place()
+        .connect(addr)
+        .await
+        .expect("connect to the URL from the host namespace");
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    let mut out = String::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_string(&mut out))
+        .await
+        .expect("answer in time")
+        .expect("read");
+    out
+}
+
+async fn shutdown_and_check(env: Env) {
+    let names = [
+        env.lab.host_netns().expect("host").to_string(),
+        env.lab.node_netns().expect("node").to_string(),
+    ];
+    env.lab.shutdown().await;
+    let left = netns::lab_namespaces();
+    for n in &names {
+        assert!(!left.contains(n), "namespace {n} left behind: {left:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reachable_node_opens_direct_with_no_forward() {
+    if skip() {
+        return;
+    }
+    let env = Env::start(LabSpec::new(Provider::Minikube).netns(Topology::Reachable)).await;
+    let out = kubeway(&env, &["open", "web", "--url", "--no-browser"])
+        .output()
+        .await
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let url = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(
+        url.starts_with("http://198.51.100.2:3"),
+        "a NodePort URL on the node address: {url}"
+    );
+    // kubeway has exited: no forward runs, and the URL answers from the host namespace.
+    assert!(page(&env, &url).await.contains("Hello from web-"));
+
+    // env reports the node reachable, by the same probe.
+    let out = kubeway(&env, &["env", "-o", "json"])
+        .output()
+        .await
+        .expect("runs");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "env -o json: {e}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    let probes = report["node_probes"].as_array().expect("node probes");
+    assert!(
+        probes
+            .iter()
+            .any(|p| p["address"] == "198.51.100.2" && p["probe"]["result"] != "unreachable"),
+        "{report:#}"
+    );
+    shutdown_and_check(env).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn published_api_only_forwards_and_names_the_boundary() {
+    if skip() {
+        return;
+    }
+    let env = Env::start(LabSpec::new(Provider::Minikube).netns(Topology::Published)).await;
+    let mut child = kubeway(&env, &["open", "web", "--url", "--no-browser"])
+        .spawn()
+        .expect("runs");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let url = tokio::time::timeout(Duration::from_secs(30), stdout.next_line())
+        .await
+        .expect("a URL in time")
+        .expect("read")
+        .expect("a line");
+    assert!(url.starts_with("http://127.0.0.1:"), "a forward's URL: {url}");
+    assert!(page(&env, &url).await.contains("Hello from web-"));
+    let mut stderr = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let mut said = Vec::new();
+    while let Ok(Ok(Some(l))) =
+        tokio::time::timeout(Duration::from_secs(10), stderr.next_line()).await
+    {
+        let done = l.contains("foreground");
+        said.push(l);
+        if done {
+            break;
+        }
+    }
+    let said = said.join("\n");
+    assert!(
+        said.contains("forwarding because") && said.contains("198.51.100.2"),
+        "says why it forwards: {said}"
+    );
+    let _ = child.kill().await;
+
+    let out = kubeway(&env, &["explain", "svc/web"])
+        .output()
+        .await
+        .expect("runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("198.51.100.2") && text.to_lowercase().contains("minikube"),
+        "explain names the node and the boundary: {text}"
+    );
+    shutdown_and_check(env).await;
+}
