@@ -105,7 +105,8 @@ pub fn describe(lab: &Lab) -> String {
             "; namespace mode ({}): run kubeway and kubectl behind the boundary with `sudo ip netns exec {host} …`",
             match t {
                 kubeway_lab::Topology::Reachable => "reachable: a veth to the node",
-                kubeway_lab::Topology::Published => "published: only the API port, no route to the node",
+                kubeway_lab::Topology::Published =>
+                    "published: only the API port, no route to the node",
             }
         ),
         _ => String::new(),

@@ -26,14 +26,18 @@ fn skip() -> bool {
 /// `kubeway ARGS` inside the lab's host namespace.
 fn kubeway(env: &Env, args: &[&str]) -> Command {
     let mut c = Command::new("ip");
-    c.args(["netns", "exec", env.lab.host_netns().expect("namespace mode")])
-        .arg(env!("CARGO_BIN_EXE_kubeway"))
-        .arg("--kubeconfig")
-        .arg(&env.kubeconfig)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
+    c.args([
+        "netns",
+        "exec",
+        env.lab.host_netns().expect("namespace mode"),
+    ])
+    .arg(env!("CARGO_BIN_EXE_kubeway"))
+    .arg("--kubeconfig")
+    .arg(&env.kubeconfig)
+    .args(args)
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .kill_on_drop(true);
     c
 }
 
@@ -133,7 +137,10 @@ async fn published_api_only_forwards_and_names_the_boundary() {
         .expect("a URL in time")
         .expect("read")
         .expect("a line");
-    assert!(url.starts_with("http://127.0.0.1:"), "a forward's URL: {url}");
+    assert!(
+        url.starts_with("http://127.0.0.1:"),
+        "a forward's URL: {url}"
+    );
     assert!(page(&env, &url).await.contains("Hello from web-"));
     let mut stderr = BufReader::new(child.stderr.take().expect("stderr")).lines();
     let mut said = Vec::new();
