@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::Env;
+use common::{Env, root_net, shutdown_netns};
 use kubeway_core::env::Provider;
 use kubeway_lab::{LabSpec, Topology, netns};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -65,23 +65,12 @@ async fn page(env: &Env, url: &str) -> String {
     out
 }
 
-async fn shutdown_and_check(env: Env) {
-    let names = [
-        env.lab.host_netns().expect("host").to_string(),
-        env.lab.node_netns().expect("node").to_string(),
-    ];
-    env.lab.shutdown().await;
-    let left = netns::lab_namespaces();
-    for n in &names {
-        assert!(!left.contains(n), "namespace {n} left behind: {left:?}");
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reachable_node_opens_direct_with_no_forward() {
     if skip() {
         return;
     }
+    let root = root_net();
     let env = Env::start(LabSpec::new(Provider::Minikube).netns(Topology::Reachable)).await;
     let out = kubeway(&env, &["open", "web", "--url", "--no-browser"])
         .output()
@@ -119,7 +108,7 @@ async fn reachable_node_opens_direct_with_no_forward() {
             .any(|p| p["address"] == "198.51.100.2" && p["probe"]["result"] != "unreachable"),
         "{report:#}"
     );
-    shutdown_and_check(env).await;
+    shutdown_netns(env, &root).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -127,6 +116,7 @@ async fn published_api_only_forwards_and_names_the_boundary() {
     if skip() {
         return;
     }
+    let root = root_net();
     let env = Env::start(LabSpec::new(Provider::Minikube).netns(Topology::Published)).await;
     let mut child = kubeway(&env, &["open", "web", "--url", "--no-browser"])
         .spawn()
@@ -158,7 +148,7 @@ async fn published_api_only_forwards_and_names_the_boundary() {
         said.contains("forwarding because") && said.contains("198.51.100.2"),
         "says why it forwards: {said}"
     );
-    let _ = child.kill().await;
+    child.kill().await.expect("stop the forward");
 
     let out = kubeway(&env, &["explain", "svc/web"])
         .output()
@@ -169,5 +159,5 @@ async fn published_api_only_forwards_and_names_the_boundary() {
         text.contains("198.51.100.2") && text.to_lowercase().contains("minikube"),
         "explain names the node and the boundary: {text}"
     );
-    shutdown_and_check(env).await;
+    shutdown_netns(env, &root).await;
 }

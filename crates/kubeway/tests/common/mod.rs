@@ -45,3 +45,56 @@ impl Env {
         kube::Client::try_from(cfg).expect("client")
     }
 }
+
+/// The root namespace's routes and links, to compare before and after a namespace-mode test.
+pub fn root_net() -> String {
+    let run = |args: &[&str]| {
+        std::process::Command::new("ip")
+            .args(args)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    };
+    // Link names only: counters and flags change on their own.
+    let links: Vec<String> = run(&["-o", "link", "show"])
+        .lines()
+        .filter_map(|l| l.split(':').nth(1).map(|n| n.trim().to_string()))
+        .collect();
+    format!("{}\n{}", run(&["route", "show", "table", "all"]), links.join(" "))
+}
+
+/// Stops a namespace-mode lab and checks nothing is left: no process in its host namespace (the
+/// caller has killed what it started), no namespace, and the root namespace's routes and links as
+/// they were before (`root_before` from [`root_net`]).
+pub async fn shutdown_netns(env: Env, root_before: &str) {
+    let host = env.lab.host_netns().expect("namespace mode").to_string();
+    let node = env.lab.node_netns().expect("namespace mode").to_string();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = tokio::process::Command::new("ip")
+            .args(["netns", "pids", &host])
+            .output()
+            .await
+            .expect("ip netns pids");
+        let pids = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if pids.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "processes left in {host}: {pids}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    env.lab.shutdown().await;
+    let left = kubeway_lab::netns::lab_namespaces();
+    assert!(
+        !left.contains(&host) && !left.contains(&node),
+        "namespaces left behind: {left:?}"
+    );
+    assert_eq!(
+        root_net(),
+        root_before,
+        "the root namespace's routes or links changed"
+    );
+}
