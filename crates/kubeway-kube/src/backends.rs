@@ -438,6 +438,29 @@ pub async fn watch_backends(
     }
 }
 
+/// What a reflector can watch.
+pub(crate) trait Watched:
+    kube::Resource<DynamicType = ()>
+    + Clone
+    + serde::de::DeserializeOwned
+    + std::fmt::Debug
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<K> Watched for K where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static
+{
+}
+
 type Compute<K> =
     dyn Fn(&Store<K>) -> (Vec<Endpoint>, Option<String>, Option<String>) + Send + Sync;
 
@@ -448,13 +471,7 @@ fn spawn_watch<K, F>(
     cancel: CancellationToken,
     compute: F,
 ) where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
+    K: Watched,
     F: Fn(&Store<K>) -> (Vec<Endpoint>, Option<String>, Option<String>) + Send + Sync + 'static,
 {
     let compute: Box<Compute<K>> = Box::new(compute);
@@ -500,13 +517,7 @@ pub(crate) fn spawn_reflector<K, F>(
     cancel: CancellationToken,
     mut on_change: F,
 ) where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
+    K: Watched,
     F: FnMut(Result<&Store<K>, String>) + Send + 'static,
 {
     let (store, writer) = reflector::store();

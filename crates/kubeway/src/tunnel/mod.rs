@@ -59,6 +59,9 @@ struct Served {
     ports: BTreeMap<u16, Listening>,
     /// The ingress as the API server stored it, once written.
     written: Option<Vec<Value>>,
+    /// The resourceVersion the last write was made against: a snapshot of that version is
+    /// from before the write, not news (watch events may still be queued behind it).
+    written_against: Option<String>,
 }
 
 struct Tunnel<'a> {
@@ -256,38 +259,57 @@ impl Tunnel<'_> {
         Ok(())
     }
 
-    /// Stops serving a Service; removes the ingress written (if still exactly ours) when
-    /// `remove` says so.
-    async fn close(&mut self, s: Served, reason: &str, remove: bool) -> Result<()> {
+    /// Stops serving a Service; takes back the ingress written (if still exactly ours) when
+    /// `take_back` says so, else just forgets it.
+    async fn close(&mut self, s: Served, reason: &str, take_back: bool) -> Result<()> {
         let key = s.svc.key();
         for (_, l) in s.ports {
             l.stop().await;
         }
-        if remove && let Some(ingress) = &s.written {
-            // The Service may still exist (its type changed): take back what we wrote.
-            match remove_ingress(
-                &self.cluster,
-                &s.svc.namespace,
-                &s.svc.name,
-                &s.svc.uid,
-                ingress,
-            )
-            .await
-            {
-                Ok(_) => {}
-                Err(e) => {
-                    self.error(&key, &e.into());
-                    // Keep the journal entry: `--cleanup` or the exit retries it.
-                    self.journal
-                        .forget(|c| c.service() == key && matches!(c, Change::Address { .. }))?;
-                    self.report_closed(&key, reason);
-                    return Ok(());
-                }
-            }
+        if take_back {
+            // The Service may still exist (its type changed).
+            self.take_back(Some(&key)).await?;
         }
-        self.journal.forget(|c| c.service() == key)?;
+        self.journal.forget(|c| {
+            c.service() == key && (!take_back || matches!(c, Change::Address { .. }))
+        })?;
         self.report_closed(&key, reason);
         Ok(())
+    }
+
+    /// Undoes the recorded ingress changes (of `only` that Service, or all) and forgets those
+    /// done; returns how many ingresses were removed. One that cannot be undone now (API
+    /// error) stays recorded.
+    async fn take_back(&mut self, only: Option<&str>) -> Result<usize> {
+        let todo: Vec<Change> = self
+            .journal
+            .changes()
+            .iter()
+            .filter(|c| matches!(c, Change::Ingress { .. }))
+            .filter(|c| only.is_none_or(|k| c.service() == k))
+            .cloned()
+            .collect();
+        let cluster = self.cluster.clone();
+        let results = futures::future::join_all(todo.iter().map(|c| undo(&cluster, c))).await;
+        let mut removed = 0;
+        for (change, r) in todo.into_iter().zip(results) {
+            let key = change.service();
+            match r {
+                Ok(result) => {
+                    if result == "removed" {
+                        removed += 1;
+                    } else if result == "changed_since" {
+                        self.view.event(
+                            format!("{key}: its ingress was changed by someone else; left as it is"),
+                            json!({"event": "undo", "service": key, "change": change, "result": result}),
+                        );
+                    }
+                    self.journal.forget(|c| *c == change)?;
+                }
+                Err(e) => self.error(&key, &e),
+            }
+        }
+        Ok(removed)
     }
 
     fn report_closed(&self, key: &str, reason: &str) {
@@ -299,8 +321,16 @@ impl Tunnel<'_> {
 
     async fn sync(&mut self, svc: &LbService) -> Result<()> {
         let key = svc.key();
-        if let Some(s) = self.served.get(&key) {
-            let theirs = !svc.ingress.is_empty() && Some(&svc.ingress) != s.written.as_ref();
+        if let Some(s) = self.served.get_mut(&key) {
+            let ours =
+                svc.ingress == proxy_ingress(s.ip) || Some(&svc.ingress) == s.written.as_ref();
+            let before_our_write =
+                s.written_against.as_deref() == Some(svc.resource_version.as_str());
+            if ours && s.written.is_none() {
+                // Written, though the answer was lost or came as a conflict.
+                s.written = Some(svc.ingress.clone());
+            }
+            let theirs = !svc.ingress.is_empty() && !ours && !before_our_write;
             if theirs || svc.class.is_some() {
                 let s = self.served.remove(&key).expect("present");
                 let reason = if theirs {
@@ -318,9 +348,7 @@ impl Tunnel<'_> {
                 self.leave_alone(svc, reason);
                 return Ok(());
             }
-            if svc.ingress.is_empty()
-                && let Some(s) = self.served.get_mut(&key)
-            {
+            if svc.ingress.is_empty() && !before_our_write {
                 // Someone cleared it: write it again.
                 s.written = None;
             }
@@ -397,6 +425,7 @@ impl Tunnel<'_> {
                 _claim: placement.claim,
                 ports,
                 written: None,
+                written_against: None,
             },
         );
         self.report_serving(&key);
@@ -463,8 +492,11 @@ impl Tunnel<'_> {
         let Some(s) = self.served.get(key) else {
             return Ok(());
         };
-        let svc = s.svc.clone();
-        let want = proxy_ingress(s.ip);
+        let (svc, ip) = (s.svc.clone(), s.ip);
+        let want = proxy_ingress(ip);
+        if let Some(s) = self.served.get_mut(key) {
+            s.written_against = Some(svc.resource_version.clone());
+        }
         self.journal
             .forget(|c| c.service() == key && matches!(c, Change::Ingress { .. }))?;
         self.journal.record(Change::Ingress {
@@ -478,7 +510,6 @@ impl Tunnel<'_> {
                 if stored != want {
                     self.journal.update_ingress(key, stored.clone())?;
                 }
-                let ip = s.ip;
                 if let Some(s) = self.served.get_mut(key) {
                     s.written = Some(stored);
                 }
@@ -489,8 +520,7 @@ impl Tunnel<'_> {
             }
             Ok(Written::Stale) => {
                 // Changed under us: the watch brings the new version, and we try again then.
-                self.journal
-                    .forget(|c| c.service() == key && matches!(c, Change::Ingress { .. }))?;
+                // The record stays: undoing it removes only an ingress exactly like ours.
             }
             Err(e) => self.error(key, &e.into()),
         }
@@ -554,48 +584,18 @@ impl Tunnel<'_> {
         self.cancel.cancel();
         let served = std::mem::take(&mut self.served);
         let mut connections = 0;
-        let mut removals = Vec::new();
-        for (key, s) in served {
+        for (_, s) in served {
             for (_, l) in s.ports {
                 connections += l.stats.accepted.load(Ordering::Relaxed);
                 l.stop().await;
             }
-            if let Some(ingress) = s.written {
-                let cluster = self.cluster.clone();
-                removals.push(async move {
-                    let r = remove_ingress(
-                        &cluster,
-                        &s.svc.namespace,
-                        &s.svc.name,
-                        &s.svc.uid,
-                        &ingress,
-                    )
-                    .await;
-                    (key, r)
-                });
-            }
         }
-        let mut removed = 0;
-        for (key, r) in futures::future::join_all(removals).await {
-            match r {
-                Ok(Removed::Removed) => removed += 1,
-                Ok(Removed::ChangedSince) => self.view.event(
-                    format!("{key}: its ingress was changed by someone else; left as it is"),
-                    json!({"event": "undo", "service": key, "change": "ingress", "result": "changed_since"}),
-                ),
-                Ok(Removed::ServiceGone) => {}
-                Err(e) => {
-                    self.error(&key, &e.into());
-                    continue;
-                }
-            }
-            self.journal.forget(|c| c.service() == key)?;
-        }
+        let removed = self.take_back(None).await?;
         // Addresses need nothing undone; what is left are ingresses we could not remove.
         self.journal
             .forget(|c| matches!(c, Change::Address { .. }))?;
         let left = self.journal.changes().len();
-        self.view.event(
+        self.view.last(
             format!(
                 "stopped: {removed} EXTERNAL-IP(s) removed, {connections} connection(s) carried{}",
                 if left > 0 {
@@ -613,6 +613,23 @@ impl Tunnel<'_> {
     }
 }
 
+/// Undoes one recorded change: the outcome, as a word for reports.
+async fn undo(cluster: &Cluster, change: &Change) -> Result<&'static str> {
+    Ok(match change {
+        Change::Address { .. } => "released",
+        Change::Ingress {
+            namespace,
+            name,
+            uid,
+            ingress,
+        } => match remove_ingress(cluster, namespace, name, uid, ingress).await? {
+            Removed::Removed => "removed",
+            Removed::ChangedSince => "changed_since",
+            Removed::ServiceGone => "service_gone",
+        },
+    })
+}
+
 /// Undoes what a dead tunnel recorded. Returns the changes that could not be undone.
 async fn undo_stale(cluster: &Cluster, view: &View, stale: Record) -> Vec<Change> {
     view.event(
@@ -626,39 +643,30 @@ async fn undo_stale(cluster: &Cluster, view: &View, stale: Record) -> Vec<Change
     let mut left = Vec::new();
     for change in stale.changes {
         let key = change.service();
-        let (result, text) = match &change {
-            Change::Address { ip, .. } => ("released", format!("{key}: address {ip} released")),
-            Change::Ingress {
-                namespace,
-                name,
-                uid,
-                ingress,
-            } => match remove_ingress(cluster, namespace, name, uid, ingress).await {
-                Ok(Removed::Removed) => ("removed", format!("{key}: stale EXTERNAL-IP removed")),
-                Ok(Removed::ChangedSince) => (
-                    "changed_since",
-                    format!(
+        let text = match (&change, undo(cluster, &change).await) {
+            (_, Err(e)) => {
+                view.event(
+                    format!("{key}: could not undo: {e:#}"),
+                    json!({"event": "undo", "service": key, "change": change, "result": "error", "error": format!("{e:#}")}),
+                );
+                left.push(change);
+                continue;
+            }
+            (Change::Address { ip, .. }, Ok(r)) => (r, format!("{key}: address {ip} released")),
+            (Change::Ingress { .. }, Ok(r)) => (
+                r,
+                match r {
+                    "removed" => format!("{key}: stale EXTERNAL-IP removed"),
+                    "changed_since" => format!(
                         "{key}: its ingress changed since (someone else set it); left as it is"
                     ),
-                ),
-                Ok(Removed::ServiceGone) => (
-                    "service_gone",
-                    format!("{key}: the Service is gone; nothing to undo"),
-                ),
-                Err(e) => {
-                    let e = anyhow::Error::from(e);
-                    view.event(
-                        format!("{key}: could not undo: {e:#}"),
-                        json!({"event": "undo", "service": key, "change": change, "result": "error", "error": format!("{e:#}")}),
-                    );
-                    left.push(change);
-                    continue;
-                }
-            },
+                    _ => format!("{key}: the Service is gone; nothing to undo"),
+                },
+            ),
         };
         view.event(
-            text,
-            json!({"event": "undo", "service": key, "change": change, "result": result}),
+            text.1,
+            json!({"event": "undo", "service": key, "change": change, "result": text.0}),
         );
     }
     left

@@ -72,6 +72,14 @@ impl View {
         }
     }
 
+    /// Reports the last event, under the table in a terminal (nothing redraws after it).
+    pub fn last(&self, text: impl Into<String>, v: Value) {
+        match self.mode {
+            Mode::Table => println!("{}", text.into()),
+            _ => self.event(text, v),
+        }
+    }
+
     /// Redraws the table (terminal only).
     pub fn draw(&self, header: &str, rows: &[Row]) {
         if self.mode != Mode::Table {
