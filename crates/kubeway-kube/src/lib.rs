@@ -1,11 +1,12 @@
 //! The only kubeway crate that talks to an API server: connecting through a kubeconfig, resolving
 //! targets to ready pods, opening port-forward streams ([`portforward`]), and LoadBalancer
-//! status ([`loadbalancer`]).
+//! status ([`loadbalancer`]) and the Service IP ranges ([`servicecidr`]).
 
 pub mod backends;
 pub mod explain;
 pub mod loadbalancer;
 pub mod portforward;
+pub mod servicecidr;
 pub mod snapshot;
 
 use std::path::PathBuf;

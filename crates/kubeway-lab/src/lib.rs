@@ -382,6 +382,18 @@ fn bootstrap(ctx: &Ctx) -> Result<(), LabError> {
         source: Box::new(source),
     })?;
     create("services", k)?;
+    // The Service IP range, as kube-apiserver ≥1.33 publishes it (networking.k8s.io/v1).
+    let now = store::now_rfc3339();
+    let cidr = json!({"metadata": {"name": "kubernetes"},
+        "spec": {"cidrs": [ctx.net.services.to_string()]},
+        "status": {"conditions": [{"type": "Ready", "status": "True", "reason": "",
+            "message": "Kubernetes Service CIDR is ready", "lastTransitionTime": now}]}});
+    ctx.store
+        .create(core("servicecidrs"), cidr)
+        .map_err(|source| LabError::Bootstrap {
+            what: "servicecidr".into(),
+            source: Box::new(source),
+        })?;
     Ok(())
 }
 

@@ -190,6 +190,18 @@ pub static RESOURCES: &[ResourceDef] = &[
         categories: &["all"],
     },
     ResourceDef {
+        group: "networking.k8s.io",
+        version: "v1",
+        plural: "servicecidrs",
+        singular: "servicecidr",
+        kind: "ServiceCIDR",
+        namespaced: false,
+        short_names: &[],
+        verbs: RW,
+        subresources: &["status"],
+        categories: &[],
+    },
+    ResourceDef {
         group: "authorization.k8s.io",
         version: "v1",
         plural: "selfsubjectaccessreviews",

@@ -1,8 +1,9 @@
 //! kubeway's host side: accept loops that hand each local connection to a connector,
 //! byte-exact bidirectional copies that carry half-close, reachability probes, and host
-//! addresses for Services ([`loopback`]).
+//! addresses for Services ([`loopback`]), and kernel routes for `tunnel --route` ([`route`]).
 
 pub mod loopback;
+pub mod route;
 
 use std::future::Future;
 use std::net::SocketAddr;
