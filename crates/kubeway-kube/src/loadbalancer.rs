@@ -191,6 +191,8 @@ pub enum Written {
     Stored(Vec<Value>),
     /// The Service changed since it was looked at (or was replaced or deleted): nothing written.
     Stale,
+    /// The API server refused the write (RBAC, validation): nothing written. Why, in words.
+    Refused(String),
 }
 
 fn status_path(ns: &str, name: &str) -> String {
@@ -236,6 +238,10 @@ pub async fn write_ingress(
                 .unwrap_or_default(),
         )),
         Err(e) if is_code(&e, 422) || is_code(&e, 404) || is_code(&e, 409) => Ok(Written::Stale),
+        Err(kube::Error::Api(s)) if (400..500).contains(&s.code) => Ok(Written::Refused(format!(
+            "writing the LoadBalancer ingress of service {}/{}: {} ({})",
+            svc.namespace, svc.name, s.message, s.code
+        ))),
         Err(source) => Err(KubeError::Api {
             what: format!(
                 "writing the LoadBalancer ingress of service {}/{}",

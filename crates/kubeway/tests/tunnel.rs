@@ -609,6 +609,40 @@ async fn on_one_shared_address_a_port_conflict_is_reported_and_both_still_serve(
     tunnel.interrupt().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_status_write_is_said_once_and_leaves_nothing_to_undo() {
+    let env = Env::start(LabSpec::new(Provider::Minikube)).await;
+    env.lab
+        .deny(kubeway_lab::Denial::new("patch", "services/status"));
+    let tunnel = Tunnel::start(&env, &[]).await;
+    let serving = tunnel
+        .wait_event("serving", |e| e["service"] == "default/web-lb")
+        .await;
+    let err = tunnel
+        .wait_event("error", |e| e["service"] == "default/web-lb")
+        .await;
+    let text = err["error"].as_str().expect("error");
+    assert!(
+        text.contains("services/status") && text.contains("403"),
+        "names what is missing: {text}"
+    );
+    assert_eq!(external_ip(&env, "web-lb").await, "<pending>");
+    // The listener works all the same.
+    let ip = serving["external_ip"].as_str().expect("ip");
+    wait_until(&format!("{ip}:80"), false, Instant::now()).await;
+    // Retries do not repeat the report while nothing changes.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let events = tunnel.interrupt().await;
+    let errors = events.iter().filter(|e| e["event"] == "error").count();
+    assert_eq!(errors, 1, "{events:#?}");
+    let stopped = events
+        .iter()
+        .find(|e| e["event"] == "stopped")
+        .expect("stopped");
+    assert_eq!(stopped["not_undone"], 0, "nothing was written: {stopped}");
+    assert!(files_in(&state_dir(&env)).is_empty());
+}
+
 #[tokio::test]
 async fn bad_input_fails_clearly_and_leaves_nothing_behind() {
     let dir = tempfile::tempdir().expect("tempdir");

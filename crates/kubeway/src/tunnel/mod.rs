@@ -62,6 +62,9 @@ struct Served {
     /// The resourceVersion the last write was made against: a snapshot of that version is
     /// from before the write, not news (watch events may still be queued behind it).
     written_against: Option<String>,
+    /// The resourceVersion a write was refused for (RBAC…): tried again when the Service
+    /// changes, not every second.
+    refused_at: Option<String>,
 }
 
 struct Tunnel<'a> {
@@ -74,6 +77,8 @@ struct Tunnel<'a> {
     served: BTreeMap<String, Served>,
     left_alone: BTreeMap<String, (String, Vec<String>)>,
     api_error: Option<String>,
+    /// The last error reported per Service, so a retry that fails alike is not reported again.
+    errors: std::sync::Mutex<BTreeMap<String, String>>,
     cancel: CancellationToken,
 }
 
@@ -215,6 +220,12 @@ impl Tunnel<'_> {
     }
 
     fn error(&self, key: &str, e: &anyhow::Error) {
+        let text = format!("{e:#}");
+        let mut last = self.errors.lock().unwrap_or_else(|e| e.into_inner());
+        if last.get(key) == Some(&text) {
+            return;
+        }
+        last.insert(key.to_string(), text);
         self.view.event(
             format!("{key}: {e:#}"),
             json!({"event": "error", "service": key, "error": format!("{e:#}")}),
@@ -383,7 +394,9 @@ impl Tunnel<'_> {
         if let Some(s) = self.served.get_mut(&key) {
             s.svc = svc.clone();
         }
-        if self.served.get(&key).is_some_and(|s| s.written.is_none()) {
+        if self.served.get(&key).is_some_and(|s| {
+            s.written.is_none() && s.refused_at.as_deref() != Some(svc.resource_version.as_str())
+        }) {
             self.write(&key).await?;
         }
         Ok(())
@@ -426,6 +439,7 @@ impl Tunnel<'_> {
                 ports,
                 written: None,
                 written_against: None,
+                refused_at: None,
             },
         );
         self.report_serving(&key);
@@ -522,6 +536,22 @@ impl Tunnel<'_> {
                 // Changed under us: the watch brings the new version, and we try again then.
                 // The record stays: undoing it removes only an ingress exactly like ours.
             }
+            Ok(Written::Refused(why)) => {
+                // Not written, so nothing to undo.
+                self.journal
+                    .forget(|c| c.service() == key && matches!(c, Change::Ingress { .. }))?;
+                if let Some(s) = self.served.get_mut(key) {
+                    s.refused_at = Some(svc.resource_version.clone());
+                }
+                self.error(
+                    key,
+                    &anyhow::anyhow!(
+                        "{why}; the listener works, but `kubectl get svc` cannot show its address \
+                         (API layer: kubeway needs `patch` on services/status)"
+                    ),
+                );
+            }
+            // Perhaps written: the record stays, and undoing it is safe either way.
             Err(e) => self.error(key, &e.into()),
         }
         Ok(())
@@ -755,6 +785,7 @@ pub async fn run(cli: &Cli, args: &TunnelArgs) -> Result<()> {
         served: BTreeMap::new(),
         left_alone: BTreeMap::new(),
         api_error: None,
+        errors: Default::default(),
         cancel,
     };
     let mut stop = std::pin::pin!(stop);
@@ -767,7 +798,10 @@ pub async fn run(cli: &Cli, args: &TunnelArgs) -> Result<()> {
             r = rx.changed() => if r.is_err() { break Ok(()) },
             _ = tick.tick() => {
                 tunnel.view.draw(&header, &tunnel.rows());
-                let pending = tunnel.served.values().any(|s| s.written.is_none());
+                let pending = tunnel.served.values().any(|s| {
+                    s.written.is_none()
+                        && s.refused_at.as_deref() != Some(s.svc.resource_version.as_str())
+                });
                 if !pending {
                     continue;
                 }
