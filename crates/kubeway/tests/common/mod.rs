@@ -60,7 +60,11 @@ pub fn root_net() -> String {
         .lines()
         .filter_map(|l| l.split(':').nth(1).map(|n| n.trim().to_string()))
         .collect();
-    format!("{}\n{}", run(&["route", "show", "table", "all"]), links.join(" "))
+    format!(
+        "{}\n{}",
+        run(&["route", "show", "table", "all"]),
+        links.join(" ")
+    )
 }
 
 /// Stops a namespace-mode lab and checks nothing is left: no process in its host namespace (the
