@@ -55,6 +55,8 @@ pub struct LbService {
     pub ingress: Vec<Value>,
     /// `spec.loadBalancerClass`: set, the Service belongs to that implementation.
     pub class: Option<String>,
+    /// `spec.clusterIP`, when it is an address (not `None` or empty).
+    pub cluster_ip: Option<IpAddr>,
 }
 
 impl LbService {
@@ -119,6 +121,7 @@ fn lb_service(s: &Service) -> Option<LbService> {
         ports,
         ingress,
         class: spec.load_balancer_class.clone().filter(|c| !c.is_empty()),
+        cluster_ip: spec.cluster_ip.as_deref().and_then(|ip| ip.parse().ok()),
     })
 }
 
@@ -170,6 +173,12 @@ pub fn watch_load_balancers(
 /// does not short-circuit it inside the cluster.
 pub fn proxy_ingress(ip: IpAddr) -> Vec<Value> {
     vec![json!({"ip": ip.to_string(), "ipMode": "Proxy"})]
+}
+
+/// The ingress of a routed ClusterIP (`tunnel --route`): traffic reaches the node with the
+/// Service's own address as destination, which is what `ipMode: VIP` says.
+pub fn vip_ingress(ip: IpAddr) -> Vec<Value> {
+    vec![json!({"ip": ip.to_string(), "ipMode": "VIP"})]
 }
 
 /// What happened to an ingress kubeway wanted to remove.

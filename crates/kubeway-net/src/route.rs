@@ -161,7 +161,9 @@ pub fn remove(net: Ipv4Net, via: Ipv4Addr) -> Result<bool, RouteError> {
 /// "Network is unreachable", else the route line it would use.
 pub fn route_to(addr: Ipv4Addr) -> Result<Option<String>, RouteError> {
     match ip(&["-4", "route", "get", &addr.to_string()]) {
-        Ok(out) => Ok(Some(out.lines().next().unwrap_or_default().trim().to_string())),
+        Ok(out) => Ok(Some(
+            out.lines().next().unwrap_or_default().trim().to_string(),
+        )),
         Err(RouteError::Command { stderr, .. }) if stderr.contains("unreachable") => Ok(None),
         Err(e) => Err(e),
     }

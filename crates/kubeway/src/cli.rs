@@ -216,6 +216,17 @@ pub struct TunnelArgs {
     /// How long each NodePort reachability probe may take.
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     pub probe_timeout: std::time::Duration,
+    /// Linux, root: route the cluster's whole Service range to a node the host reaches (one
+    /// kernel route, as `minikube tunnel` does) instead of listening on host addresses; each
+    /// LoadBalancer's EXTERNAL-IP is then its ClusterIP, and every ClusterIP answers from this
+    /// host. Refused when no node is reachable or another route overlaps the range. The route
+    /// is removed on exit, or by `--cleanup` after a crash.
+    #[arg(long)]
+    pub route: bool,
+    /// The Service range to route with --route (default: the API server's ServiceCIDR objects,
+    /// Kubernetes 1.33+), e.g. 10.96.0.0/12.
+    #[arg(long, value_name = "CIDR", requires = "route")]
+    pub service_cidr: Option<kubeway_net::route::Ipv4Net>,
 }
 
 /// `kubeway env`.

@@ -102,7 +102,8 @@ pub fn describe(lab: &Lab) -> String {
         .collect();
     let ns = match (lab.host_netns(), lab.topology()) {
         (Some(host), Some(t)) => format!(
-            "; namespace mode ({}): run kubeway and kubectl behind the boundary with `sudo ip netns exec {host} …`",
+            "; namespace mode ({}): run kubeway and kubectl behind the boundary with `sudo ip netns exec {host} …` \
+             (use the kubeconfig only there: elsewhere its addresses would go out by your default route)",
             match t {
                 kubeway_lab::Topology::Reachable => "reachable: a veth to the node",
                 kubeway_lab::Topology::Published =>

@@ -5,6 +5,7 @@
 //! all on Ctrl-C — or, after a crash, on the next run or `--cleanup` ([`state`]).
 
 mod carrier;
+mod route;
 mod state;
 mod view;
 
@@ -17,7 +18,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use kubeway_kube::loadbalancer::{
     LbPort, LbService, LbServices, Removed, Scope, Written, proxy_ingress, remove_ingress,
-    watch_load_balancers, write_ingress,
+    vip_ingress, watch_load_balancers, write_ingress,
 };
 use kubeway_kube::{Cluster, ConnectOptions, connect};
 use kubeway_net::Stats;
@@ -71,6 +72,8 @@ struct Tunnel<'a> {
     cluster: Cluster,
     direct: Direct,
     addressing: Addressing,
+    /// `--route`: the kernel route in place; Services are served at their ClusterIPs.
+    route: Option<route::RoutePlan>,
     journal: Journal,
     view: &'a View,
     probe_timeout: Duration,
@@ -101,6 +104,15 @@ fn tcp_ports(svc: &LbService) -> Vec<&LbPort> {
 }
 
 impl Tunnel<'_> {
+    /// The ingress this tunnel writes for a Service at `ip`.
+    fn ingress_for(&self, ip: IpAddr) -> Vec<Value> {
+        if self.route.is_some() {
+            vip_ingress(ip)
+        } else {
+            proxy_ingress(ip)
+        }
+    }
+
     /// Who listens on `addr` among the Services served (for conflict reports).
     fn holder_of(&self, addr: SocketAddr) -> Option<String> {
         self.served
@@ -134,6 +146,16 @@ impl Tunnel<'_> {
         };
         let mut text = format!("{key}: EXTERNAL-IP {}", s.ip);
         let mut ports = Vec::new();
+        if let Some(plan) = &self.route {
+            for p in tcp_ports(&s.svc) {
+                text.push_str(&format!(
+                    "\n  {}: routed to ClusterIP {}:{} via node {} ({}); the node's kube-proxy serves it",
+                    p.port, s.ip, p.port, plan.node, plan.via
+                ));
+                ports.push(json!({"port": p.port, "protocol": "TCP", "listen": SocketAddr::new(s.ip, p.port).to_string(),
+                    "via": format!("route {} via {}", plan.net, plan.via)}));
+            }
+        }
         for (port, l) in &s.ports {
             let note = self.port_note(*port, l);
             let moved = l.moved.map(|m| match m {
@@ -332,9 +354,10 @@ impl Tunnel<'_> {
 
     async fn sync(&mut self, svc: &LbService) -> Result<()> {
         let key = svc.key();
+        let our_ingress = self.served.get(&key).map(|s| self.ingress_for(s.ip));
         if let Some(s) = self.served.get_mut(&key) {
-            let ours =
-                svc.ingress == proxy_ingress(s.ip) || Some(&svc.ingress) == s.written.as_ref();
+            let ours = Some(&svc.ingress) == our_ingress.as_ref()
+                || Some(&svc.ingress) == s.written.as_ref();
             let before_our_write =
                 s.written_against.as_deref() == Some(svc.resource_version.as_str());
             if ours && s.written.is_none() {
@@ -405,6 +428,37 @@ impl Tunnel<'_> {
     /// Places a new Service and starts its listeners. False when it could not be placed.
     async fn open(&mut self, svc: &LbService) -> Result<bool> {
         let key = svc.key();
+        if let Some(plan) = &self.route {
+            // Routed: the Service's address is its ClusterIP; nothing listens on the host.
+            let ip = match svc.cluster_ip {
+                Some(IpAddr::V4(v4)) if plan.net.contains(&v4) => IpAddr::V4(v4),
+                other => {
+                    self.error(
+                        &key,
+                        &anyhow::anyhow!(
+                            "its ClusterIP {} is outside the routed range {}; not served",
+                            other.map_or("(none)".to_string(), |ip| ip.to_string()),
+                            plan.net
+                        ),
+                    );
+                    return Ok(false);
+                }
+            };
+            self.served.insert(
+                key.clone(),
+                Served {
+                    svc: svc.clone(),
+                    ip,
+                    _claim: None,
+                    ports: BTreeMap::new(),
+                    written: None,
+                    written_against: None,
+                    refused_at: None,
+                },
+            );
+            self.report_serving(&key);
+            return Ok(true);
+        }
         let tcp = tcp_ports(svc);
         let used: HashSet<IpAddr> = self.served.values().map(|s| s.ip).collect();
         let placement = match self.addressing.place(svc, &tcp, &used) {
@@ -448,6 +502,10 @@ impl Tunnel<'_> {
 
     /// Moves listeners to match the Service's ports now.
     async fn sync_ports(&mut self, svc: &LbService) -> Result<()> {
+        if self.route.is_some() {
+            // The route carries every port; the node's kube-proxy follows port changes.
+            return Ok(());
+        }
         let key = svc.key();
         let Some(s) = self.served.get_mut(&key) else {
             return Ok(());
@@ -507,7 +565,7 @@ impl Tunnel<'_> {
             return Ok(());
         };
         let (svc, ip) = (s.svc.clone(), s.ip);
-        let want = proxy_ingress(ip);
+        let want = self.ingress_for(ip);
         if let Some(s) = self.served.get_mut(key) {
             s.written_against = Some(svc.resource_version.clone());
         }
@@ -568,18 +626,25 @@ impl Tunnel<'_> {
                 } else {
                     format!("{} (writing)", s.ip)
                 },
-                ports: s
-                    .ports
-                    .iter()
-                    .map(|(p, l)| {
-                        if l.local.port() == *p {
-                            format!("{p} {}", l.carrier.describe())
-                        } else {
-                            format!("{p}→{} {}", l.local.port(), l.carrier.describe())
-                        }
-                    })
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                ports: if let Some(plan) = &self.route {
+                    let ports: Vec<String> = tcp_ports(&s.svc)
+                        .iter()
+                        .map(|p| p.port.to_string())
+                        .collect();
+                    format!("{} routed via {}", ports.join(", "), plan.via)
+                } else {
+                    s.ports
+                        .iter()
+                        .map(|(p, l)| {
+                            if l.local.port() == *p {
+                                format!("{p} {}", l.carrier.describe())
+                            } else {
+                                format!("{p}→{} {}", l.local.port(), l.carrier.describe())
+                            }
+                        })
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                },
                 connections: s
                     .ports
                     .values()
@@ -624,6 +689,26 @@ impl Tunnel<'_> {
         // Addresses need nothing undone; what is left are ingresses we could not remove.
         self.journal
             .forget(|c| matches!(c, Change::Address { .. }))?;
+        // The route goes last: the EXTERNAL-IPs pointing at it are gone now.
+        let routes: Vec<Change> = self
+            .journal
+            .changes()
+            .iter()
+            .filter(|c| matches!(c, Change::Route { .. }))
+            .cloned()
+            .collect();
+        for change in routes {
+            match undo(&self.cluster, &change).await {
+                Ok(result) => {
+                    self.view.event(
+                        format!("{}: {}", change.service(), result.replace('_', " ")),
+                        json!({"event": "undo", "change": change, "result": result}),
+                    );
+                    self.journal.forget(|c| *c == change)?;
+                }
+                Err(e) => self.error(&change.service(), &e),
+            }
+        }
         let left = self.journal.changes().len();
         self.view.last(
             format!(
@@ -647,6 +732,13 @@ impl Tunnel<'_> {
 async fn undo(cluster: &Cluster, change: &Change) -> Result<&'static str> {
     Ok(match change {
         Change::Address { .. } => "released",
+        Change::Route { net, via } => {
+            if route::remove(*net, *via).await? {
+                "removed"
+            } else {
+                "already_gone"
+            }
+        }
         Change::Ingress {
             namespace,
             name,
@@ -683,6 +775,14 @@ async fn undo_stale(cluster: &Cluster, view: &View, stale: Record) -> Vec<Change
                 continue;
             }
             (Change::Address { ip, .. }, Ok(r)) => (r, format!("{key}: address {ip} released")),
+            (Change::Route { .. }, Ok(r)) => (
+                r,
+                if r == "removed" {
+                    format!("{key}: stale route removed")
+                } else {
+                    format!("{key}: already gone")
+                },
+            ),
             (Change::Ingress { .. }, Ok(r)) => (
                 r,
                 match r {
@@ -759,6 +859,40 @@ pub async fn run(cli: &Cli, args: &TunnelArgs) -> Result<()> {
         Scope::Namespace(cluster.namespace.clone())
     };
     let addressing = Addressing::detect();
+    let direct = Direct::learn(&opts).await;
+    let route = if args.route {
+        let plan = match route::plan(&cluster, &direct, args.service_cidr, args.probe_timeout).await
+        {
+            Ok(p) => p,
+            Err(e) => {
+                journal.finish()?;
+                return Err(e.context("--route"));
+            }
+        };
+        let change = Change::Route {
+            net: plan.net,
+            via: plan.via,
+        };
+        journal.record(change.clone())?;
+        if let Err(e) = route::add(&plan).await {
+            journal.forget(|c| *c == change)?;
+            journal.finish()?;
+            return Err(e.context(format!(
+                "--route: adding the route {} via {}",
+                plan.net, plan.via
+            )));
+        }
+        view.event(
+            format!(
+                "route {} via node {} ({}) added: every ClusterIP answers from this host",
+                plan.net, plan.node, plan.via
+            ),
+            json!({"event": "route", "net": plan.net.to_string(), "via": plan.via.to_string(), "node": plan.node, "state": "added"}),
+        );
+        Some(plan)
+    } else {
+        None
+    };
     let scope_text = match &scope {
         Scope::All => "all namespaces".to_string(),
         Scope::Namespace(ns) => format!("namespace {ns}"),
@@ -772,13 +906,13 @@ pub async fn run(cli: &Cli, args: &TunnelArgs) -> Result<()> {
         json!({"event": "started", "context": cluster.context, "server": cluster.server,
                "scope": scope_text, "addressing": addressing, "state_dir": dir.display().to_string()}),
     );
-    let direct = Direct::learn(&opts).await;
     let cancel = CancellationToken::new();
     let mut rx = watch_load_balancers(&cluster, &scope, cancel.child_token());
     let mut tunnel = Tunnel {
         cluster,
         direct,
         addressing,
+        route,
         journal,
         view: &view,
         probe_timeout: args.probe_timeout,

@@ -122,6 +122,13 @@ pub enum Change {
         /// `namespace/name`.
         service: String,
     },
+    /// A kernel route (`tunnel --route`): the Service range via a node address.
+    Route {
+        /// The Service range.
+        net: kubeway_net::route::Ipv4Net,
+        /// The node address.
+        via: std::net::Ipv4Addr,
+    },
 }
 
 impl Change {
@@ -132,6 +139,7 @@ impl Change {
                 namespace, name, ..
             } => format!("{namespace}/{name}"),
             Change::Address { service, .. } => service.clone(),
+            Change::Route { net, via } => format!("route {net} via {via}"),
         }
     }
 }
