@@ -36,8 +36,14 @@ impl Env {
         }
     }
 
-    /// A kube client through the lab's kubeconfig.
+    /// A kube client through the lab's kubeconfig. Loopback mode only: in namespace mode the
+    /// API server's address exists only inside the lab's host namespace, and a client in the
+    /// test process would dial it from the root namespace (by its default route).
     pub async fn client(&self) -> kube::Client {
+        assert!(
+            self.lab.host_netns().is_none(),
+            "namespace mode: run kubectl/kubeway with `ip netns exec`, or use lab.store()"
+        );
         let kc = kube::config::Kubeconfig::read_from(&self.kubeconfig).expect("read");
         let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
             .await
