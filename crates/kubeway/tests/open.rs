@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use common::Env;
@@ -13,33 +12,13 @@ use k8s_openapi::api::core::v1::Service;
 use kube::api::{Api, PostParams};
 use kubeway_core::env::Provider;
 use kubeway_lab::LabSpec;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
 fn open_cmd(env: &Env, args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_kubeway"));
-    c.args(["open", "--no-browser", "--kubeconfig"])
-        .arg(&env.kubeconfig)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
+    let mut c = env.kubeway(&["open", "--no-browser"]);
+    c.args(args);
     c
-}
-
-async fn page(url: &str) -> String {
-    let addr = url.trim_start_matches("http://").trim_end_matches('/');
-    let mut s = TcpStream::connect(addr).await.expect("connect to the URL");
-    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .expect("write");
-    let mut out = String::new();
-    tokio::time::timeout(Duration::from_secs(10), s.read_to_string(&mut out))
-        .await
-        .expect("answer in time")
-        .expect("read");
-    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -61,7 +40,7 @@ async fn a_reachable_node_gets_a_direct_nodeport_url() {
         "a NodePort URL on the node: {url}"
     );
     // The process has exited: no forward is running, and the URL still answers.
-    assert!(page(&url).await.contains("Hello from web-"));
+    assert!(env.page(&url).await.contains("Hello from web-"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -93,7 +72,7 @@ async fn a_node_behind_a_boundary_and_a_clusterip_service_open_through_a_forward
             assert!(why.contains("minikube"), "names the boundary: {why}");
             let url = row.split_whitespace().nth(3).expect("url");
             assert!(url.starts_with("http://127.0.0.1:"));
-            assert!(page(url).await.contains("Hello from web-"));
+            assert!(env.page(url).await.contains("Hello from web-"));
         } else {
             assert!(why.contains("ClusterIP"), "{why}");
         }

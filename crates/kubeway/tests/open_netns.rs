@@ -5,74 +5,22 @@
 
 mod common;
 
-use std::net::SocketAddr;
-use std::process::Stdio;
 use std::time::Duration;
 
-use common::{Env, root_net, shutdown_netns};
+use common::{Env, root_net, shutdown_netns, skip_without_netns};
 use kubeway_core::env::Provider;
-use kubeway_lab::{LabSpec, Topology, netns};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::process::Command;
-
-fn skip() -> bool {
-    if let Some(why) = netns::unavailable() {
-        eprintln!("SKIPPED: namespace-mode test not run: {why}");
-        return true;
-    }
-    false
-}
-
-/// `kubeway ARGS` inside the lab's host namespace.
-fn kubeway(env: &Env, args: &[&str]) -> Command {
-    let mut c = Command::new("ip");
-    c.args([
-        "netns",
-        "exec",
-        env.lab.host_netns().expect("namespace mode"),
-    ])
-    .arg(env!("CARGO_BIN_EXE_kubeway"))
-    .arg("--kubeconfig")
-    .arg(&env.kubeconfig)
-    .args(args)
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .kill_on_drop(true);
-    c
-}
-
-/// GET / on `url`, from the host namespace.
-async fn page(env: &Env, url: &str) -> String {
-    let addr: SocketAddr = url
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .parse()
-        .expect("an address URL");
-    let mut s = env
-        .lab
-        .host_place()
-        .connect(addr)
-        .await
-        .expect("connect to the URL from the host namespace");
-    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .expect("write");
-    let mut out = String::new();
-    tokio::time::timeout(Duration::from_secs(10), s.read_to_string(&mut out))
-        .await
-        .expect("answer in time")
-        .expect("read");
-    out
-}
+use kubeway_lab::{LabSpec, Topology};
+use tokio::io::{AsyncBufReadExt, BufReader};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reachable_node_opens_direct_with_no_forward() {
-    if skip() {
+    if skip_without_netns() {
         return;
     }
     let root = root_net();
     let env = Env::start(LabSpec::new(Provider::Minikube).netns(Topology::Reachable)).await;
-    let out = kubeway(&env, &["open", "web", "--url", "--no-browser"])
+    let out = env
+        .kubeway(&["open", "web", "--url", "--no-browser"])
         .output()
         .await
         .expect("runs");
@@ -87,10 +35,11 @@ async fn reachable_node_opens_direct_with_no_forward() {
         "a NodePort URL on the node address: {url}"
     );
     // kubeway has exited: no forward runs, and the URL answers from the host namespace.
-    assert!(page(&env, &url).await.contains("Hello from web-"));
+    assert!(env.page(&url).await.contains("Hello from web-"));
 
     // env reports the node reachable, by the same probe.
-    let out = kubeway(&env, &["env", "-o", "json"])
+    let out = env
+        .kubeway(&["env", "-o", "json"])
         .output()
         .await
         .expect("runs");
@@ -113,12 +62,13 @@ async fn reachable_node_opens_direct_with_no_forward() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn published_api_only_forwards_and_names_the_boundary() {
-    if skip() {
+    if skip_without_netns() {
         return;
     }
     let root = root_net();
     let env = Env::start(LabSpec::new(Provider::Minikube).netns(Topology::Published)).await;
-    let mut child = kubeway(&env, &["open", "web", "--url", "--no-browser"])
+    let mut child = env
+        .kubeway(&["open", "web", "--url", "--no-browser"])
         .spawn()
         .expect("runs");
     let mut stdout = BufReader::new(child.stdout.take().expect("stdout")).lines();
@@ -131,7 +81,7 @@ async fn published_api_only_forwards_and_names_the_boundary() {
         url.starts_with("http://127.0.0.1:"),
         "a forward's URL: {url}"
     );
-    assert!(page(&env, &url).await.contains("Hello from web-"));
+    assert!(env.page(&url).await.contains("Hello from web-"));
     let mut stderr = BufReader::new(child.stderr.take().expect("stderr")).lines();
     let mut said = Vec::new();
     while let Ok(Ok(Some(l))) =
@@ -150,7 +100,21 @@ async fn published_api_only_forwards_and_names_the_boundary() {
     );
     child.kill().await.expect("stop the forward");
 
-    let out = kubeway(&env, &["explain", "svc/web"])
+    // env says the same, by the same probe.
+    let out = env
+        .kubeway(&["env", "-o", "json"])
+        .output()
+        .await
+        .expect("runs");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("env -o json");
+    assert!(
+        report["node_probes"].as_array().is_some_and(|ps| ps
+            .iter()
+            .any(|p| p["address"] == "198.51.100.2" && p["probe"]["result"] == "unreachable")),
+        "{report:#}"
+    );
+    let out = env
+        .kubeway(&["explain", "svc/web"])
         .output()
         .await
         .expect("runs");

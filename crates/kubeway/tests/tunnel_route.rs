@@ -7,42 +7,20 @@
 mod common;
 
 use std::net::{IpAddr, SocketAddr};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{Env, root_net, shutdown_netns};
+use common::{Env, http_get, root_net, shutdown_netns, skip_without_netns};
 use kubeway_core::env::Provider;
 use kubeway_lab::resources::core;
-use kubeway_lab::{LabSpec, Topology, netns};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use kubeway_lab::{LabSpec, Topology};
+use tokio::io::AsyncReadExt;
 use tokio::process::{Child, Command};
 
 const RANGE: &str = "198.51.100.128/25";
 
-fn skip() -> bool {
-    if let Some(why) = netns::unavailable() {
-        eprintln!("SKIPPED: namespace-mode test not run: {why}");
-        return true;
-    }
-    false
-}
-
 fn kubeway(env: &Env, state: &std::path::Path, args: &[&str]) -> Command {
-    let mut c = Command::new("ip");
-    c.args([
-        "netns",
-        "exec",
-        env.lab.host_netns().expect("namespace mode"),
-    ])
-    .arg(env!("CARGO_BIN_EXE_kubeway"))
-    .arg("--kubeconfig")
-    .arg(&env.kubeconfig)
-    .args(args)
-    .env("KUBEWAY_STATE_DIR", state)
-    .stdin(Stdio::null())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .kill_on_drop(true);
+    let mut c = env.kubeway(args);
+    c.env("KUBEWAY_STATE_DIR", state);
     c
 }
 
@@ -92,24 +70,6 @@ async fn wait_ingress(env: &Env, child: &mut Child) -> Duration {
     }
 }
 
-async fn page(env: &Env, addr: SocketAddr) -> String {
-    let mut s = env
-        .lab
-        .host_place()
-        .connect(addr)
-        .await
-        .expect("connect from the host namespace");
-    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .expect("write");
-    let mut out = String::new();
-    tokio::time::timeout(Duration::from_secs(10), s.read_to_string(&mut out))
-        .await
-        .expect("answer in time")
-        .expect("read");
-    out
-}
-
 fn state_files(dir: &std::path::Path) -> Vec<String> {
     std::fs::read_dir(dir)
         .map(|d| {
@@ -123,7 +83,7 @@ fn state_files(dir: &std::path::Path) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn route_lives_with_the_tunnel_and_goes_after_exit_and_after_a_crash() {
-    if skip() {
+    if skip_without_netns() {
         return;
     }
     let root = root_net();
@@ -144,7 +104,7 @@ async fn route_lives_with_the_tunnel_and_goes_after_exit_and_after_a_crash() {
     );
     let (ip, _) = web_lb(&env);
     assert!(
-        page(&env, SocketAddr::new(ip, 80))
+        http_get(&env.lab.host_place(), SocketAddr::new(ip, 80))
             .await
             .contains("Hello from web-")
     );
@@ -156,7 +116,7 @@ async fn route_lives_with_the_tunnel_and_goes_after_exit_and_after_a_crash() {
         .and_then(|s| s["spec"]["clusterIP"].as_str()?.parse().ok())
         .expect("web");
     assert!(
-        page(&env, SocketAddr::new(web_ip, 80))
+        http_get(&env.lab.host_place(), SocketAddr::new(web_ip, 80))
             .await
             .contains("Hello from web-")
     );
@@ -209,7 +169,7 @@ async fn route_lives_with_the_tunnel_and_goes_after_exit_and_after_a_crash() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn route_is_refused_when_a_route_overlaps_or_the_node_is_out_of_reach() {
-    if skip() {
+    if skip_without_netns() {
         return;
     }
     let root = root_net();

@@ -108,3 +108,64 @@ pub async fn shutdown_netns(env: Env, root_before: &str) {
         "the root namespace's routes or links changed"
     );
 }
+
+/// True (and says so) when namespace-mode tests cannot run here (not root, no `ip`, not Linux).
+pub fn skip_without_netns() -> bool {
+    if let Some(why) = kubeway_lab::netns::unavailable() {
+        eprintln!("SKIPPED: namespace-mode test not run: {why}");
+        return true;
+    }
+    false
+}
+
+impl Env {
+    /// `kubeway --kubeconfig … ARGS` where kubeway runs: the lab's host namespace in namespace
+    /// mode (`ip netns exec`), this one otherwise. Output piped, killed on drop.
+    pub fn kubeway(&self, args: &[&str]) -> tokio::process::Command {
+        let mut c = match self.lab.host_netns() {
+            Some(host) => {
+                let mut c = tokio::process::Command::new("ip");
+                c.args(["netns", "exec", host])
+                    .arg(env!("CARGO_BIN_EXE_kubeway"));
+                c
+            }
+            None => tokio::process::Command::new(env!("CARGO_BIN_EXE_kubeway")),
+        };
+        c.arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        c
+    }
+
+    /// `GET /` on `url` (`http://ADDR:PORT/`) from where kubeway runs; the whole answer.
+    pub async fn page(&self, url: &str) -> String {
+        let addr: std::net::SocketAddr = url
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .parse()
+            .unwrap_or_else(|e| panic!("{url} is not an http://ADDR:PORT URL: {e}"));
+        http_get(&self.lab.host_place(), addr).await
+    }
+}
+
+/// `GET /` on `addr`, dialed from `place`; the whole answer.
+pub async fn http_get(place: &kubeway_lab::Place, addr: std::net::SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = place
+        .connect(addr)
+        .await
+        .unwrap_or_else(|e| panic!("connecting to {addr}: {e}"));
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    let mut out = String::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_string(&mut out))
+        .await
+        .expect("answer in time")
+        .expect("read");
+    out
+}
