@@ -20,6 +20,8 @@ use tokio_util::task::TaskTracker;
 pub struct Stats {
     /// Connections accepted.
     pub accepted: AtomicU64,
+    /// Connections open now.
+    pub open: AtomicU64,
     /// Connections whose upstream could not be opened.
     pub failed: AtomicU64,
     /// Bytes from local clients to the remote side.
@@ -70,6 +72,7 @@ pub async fn serve<F, Fut, S, E>(
         let stats = stats.clone();
         let cancel = cancel.clone();
         tracker.spawn(async move {
+            let _open = OpenGuard::new(&stats);
             let mut remote = match connect(peer).await {
                 Ok(r) => r,
                 Err(e) => {
@@ -91,6 +94,22 @@ pub async fn serve<F, Fut, S, E>(
     }
     tracker.close();
     tracker.wait().await;
+}
+
+/// Counts one connection in [`Stats::open`] while it lives.
+struct OpenGuard<'a>(&'a Stats);
+
+impl<'a> OpenGuard<'a> {
+    fn new(stats: &'a Stats) -> Self {
+        stats.open.fetch_add(1, Ordering::Relaxed);
+        Self(stats)
+    }
+}
+
+impl Drop for OpenGuard<'_> {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Pending connections a listener queues: as Go's listeners (kubectl), not tokio's 128, so a
@@ -211,6 +230,11 @@ mod tests {
         let mut c = TcpStream::connect(front_addr).await.expect("connect");
         let payload = vec![7u8; 100_000];
         c.write_all(&payload).await.expect("write");
+        // The connection is counted open while it lives.
+        while stats.open.load(Ordering::Relaxed) == 0 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(stats.open.load(Ordering::Relaxed), 1);
         c.shutdown().await.expect("half-close");
         let mut back = Vec::new();
         c.read_to_end(&mut back).await.expect("read");
@@ -221,6 +245,7 @@ mod tests {
         cancel.cancel();
         server.await.expect("serve ends");
         assert_eq!(stats.accepted.load(Ordering::Relaxed), 1);
+        assert_eq!(stats.open.load(Ordering::Relaxed), 0, "closed again");
         assert_eq!(stats.bytes_up.load(Ordering::Relaxed), 100_000);
         assert!(
             TcpStream::connect(front_addr).await.is_err(),

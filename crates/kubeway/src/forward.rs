@@ -727,7 +727,8 @@ fn spawn_status_line(
                 _ = cancel.cancelled() => return,
             }
             eprint!(
-                "\r\x1b[2K{} connections, {} failed, ↑{} B ↓{} B",
+                "\r\x1b[2K{} open, {} connections, {} failed, ↑{} B ↓{} B",
+                stats.open.load(Ordering::Relaxed),
                 stats.accepted.load(Ordering::Relaxed),
                 stats.failed.load(Ordering::Relaxed),
                 stats.bytes_up.load(Ordering::Relaxed),

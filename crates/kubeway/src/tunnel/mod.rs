@@ -650,6 +650,11 @@ impl Tunnel<'_> {
                     .values()
                     .map(|l| l.stats.accepted.load(Ordering::Relaxed))
                     .sum(),
+                open: s
+                    .ports
+                    .values()
+                    .map(|l| l.stats.open.load(Ordering::Relaxed))
+                    .sum(),
                 failed: s
                     .ports
                     .values()
@@ -667,6 +672,7 @@ impl Tunnel<'_> {
                 },
                 ports: format!("left alone: {reason}"),
                 connections: 0,
+                open: 0,
                 failed: 0,
             });
         }

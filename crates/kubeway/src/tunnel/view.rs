@@ -31,6 +31,8 @@ pub struct Row {
     pub ports: String,
     /// Connections accepted.
     pub connections: u64,
+    /// Connections open now.
+    pub open: u64,
     /// Connections that could not be carried.
     pub failed: u64,
 }
@@ -93,9 +95,9 @@ impl View {
                     r.external_ip.clone(),
                     r.ports.clone(),
                     if r.failed > 0 {
-                        format!("{} ({} failed)", r.connections, r.failed)
+                        format!("{} open, {} in all ({} failed)", r.open, r.connections, r.failed)
                     } else {
-                        r.connections.to_string()
+                        format!("{} open, {} in all", r.open, r.connections)
                     },
                 ]
             })
