@@ -619,6 +619,14 @@ impl Lab {
         }
     }
 
+    /// In namespace mode, the processes running in the host namespace (empty otherwise).
+    pub fn host_pids(&self) -> Vec<u32> {
+        self.boundary
+            .as_ref()
+            .map(netns::Boundary::host_pids)
+            .unwrap_or_default()
+    }
+
     /// In namespace mode, the node's namespace.
     pub fn node_netns(&self) -> Option<&str> {
         self.boundary.as_ref().map(|b| b.node_name())

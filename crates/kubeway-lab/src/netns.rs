@@ -224,6 +224,22 @@ impl Boundary {
         }
     }
 
+    /// Processes running in the host namespace (`ip netns pids`), e.g. a kubeway started there.
+    pub fn host_pids(&self) -> Vec<u32> {
+        #[cfg(target_os = "linux")]
+        {
+            linux::ip(&["netns", "pids", self.host.name()])
+                .unwrap_or_default()
+                .split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect()
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            Vec::new()
+        }
+    }
+
     /// Removes the link and both namespaces now (also done on drop).
     pub fn teardown(&self) {
         if self

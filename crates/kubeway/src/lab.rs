@@ -149,6 +149,21 @@ pub async fn up(args: LabUpArgs, output: Output) -> Result<()> {
         }
     }
     stop.await;
+    let left = lab.host_pids();
+    if !left.is_empty() {
+        eprintln!(
+            "warning: process(es) {} still run in the lab's host namespace {}; they lose the way to the node now (stop them, e.g. `kill {}`)",
+            left.iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+            lab.host_netns().unwrap_or_default(),
+            left.iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+    }
     lab.shutdown().await;
     remove_written(&path);
     if output == Output::Json {

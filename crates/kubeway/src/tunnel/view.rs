@@ -95,7 +95,10 @@ impl View {
                     r.external_ip.clone(),
                     r.ports.clone(),
                     if r.failed > 0 {
-                        format!("{} open, {} in all ({} failed)", r.open, r.connections, r.failed)
+                        format!(
+                            "{} open, {} in all ({} failed)",
+                            r.open, r.connections, r.failed
+                        )
                     } else {
                         format!("{} open, {} in all", r.open, r.connections)
                     },
