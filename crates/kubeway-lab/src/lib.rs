@@ -274,6 +274,15 @@ impl Ctx {
             .collect()
     }
 
+    /// Whether NodePorts are also published on the host's 127.0.0.1, as Docker Desktop's vpnkit
+    /// (and colima, Rancher Desktop, OrbStack) do: only in the published namespace topology,
+    /// where the host namespace's loopback is the lab's own.
+    fn nodeports_on_host_localhost(&self) -> bool {
+        self.api_place.is_netns()
+            && self.api_addr().ip().is_loopback()
+            && self.persona.nodeports_on_localhost
+    }
+
     /// The LoadBalancer ingress address when the persona ships servicelb (k3s family).
     fn service_lb_address(&self) -> Option<String> {
         let k3s_family = matches!(

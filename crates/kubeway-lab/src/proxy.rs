@@ -20,6 +20,8 @@ use crate::store::ns_name;
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Key {
     addr: SocketAddr,
+    /// Published on the host side (the host namespace's 127.0.0.1), not on the node.
+    on_host: bool,
     ns: String,
     svc: String,
     port_name: String,
@@ -85,6 +87,7 @@ impl Proxy {
                     }
                     want.push(Key {
                         addr: SocketAddr::new(ip, port),
+                        on_host: false,
                         ns: ns.clone(),
                         svc: name.clone(),
                         port_name,
@@ -115,12 +118,32 @@ impl Proxy {
                     for port in ports.into_iter().filter_map(|p| u16::try_from(p).ok()) {
                         want.push(Key {
                             addr: SocketAddr::new(node_ip, port),
+                            on_host: false,
                             ns: ns.clone(),
                             svc: name.clone(),
                             port_name: port_name.clone(),
                         });
                     }
                 }
+            }
+        }
+        if ctx.nodeports_on_host_localhost() {
+            // What vpnkit does for Docker Desktop: every NodePort also on the host's localhost.
+            let node_keys: Vec<Key> = want
+                .iter()
+                .filter(|k| {
+                    ctx.nodes
+                        .first()
+                        .is_some_and(|n| k.addr.ip() == IpAddr::V4(n.ip))
+                })
+                .cloned()
+                .collect();
+            for k in node_keys {
+                want.push(Key {
+                    addr: SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), k.addr.port()),
+                    on_host: true,
+                    ..k
+                });
             }
         }
         let to_open: Vec<Key> = {
@@ -135,7 +158,12 @@ impl Proxy {
             want.into_iter().filter(|k| !l.contains_key(k)).collect()
         };
         for key in to_open {
-            let listener = match ctx.net.place.listen(key.addr) {
+            let place = if key.on_host {
+                &ctx.api_place
+            } else {
+                &ctx.net.place
+            };
+            let listener = match place.listen(key.addr) {
                 Ok(l) => l,
                 Err(e) => {
                     tracing::debug!(addr = %key.addr, error = %e, "node port listener not opened");

@@ -125,3 +125,30 @@ async fn published_api_only_forwards_and_names_the_boundary() {
     );
     shutdown_netns(env, &root).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_desktop_publishes_nodeports_on_localhost_and_open_takes_them() {
+    if skip_without_netns() {
+        return;
+    }
+    let root = root_net();
+    let env = Env::start(LabSpec::new(Provider::DockerDesktop).netns(Topology::Published)).await;
+    let out = env
+        .kubeway(&["open", "web", "--no-browser", "-o", "json"])
+        .output()
+        .await
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let opened: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let o = &opened[0];
+    assert_eq!(o["via"], "NodePort on localhost", "{opened:#}");
+    let url = o["url"].as_str().expect("url");
+    assert!(url.starts_with("http://127.0.0.1:3"), "{url}");
+    // kubeway has exited; the published port answers from the host namespace.
+    assert!(env.page(url).await.contains("Hello from web-"));
+    shutdown_netns(env, &root).await;
+}
