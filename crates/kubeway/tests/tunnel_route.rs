@@ -177,6 +177,30 @@ async fn route_is_refused_when_a_route_overlaps_or_the_node_is_out_of_reach() {
     let env = Env::start(LabSpec::new(Provider::Minikube).netns(Topology::Reachable)).await;
     let state = tempfile::tempdir().expect("state dir");
     let host = env.lab.host_netns().expect("host").to_string();
+
+    // Without CAP_NET_ADMIN (as a user without sudo): refused, naming the privilege.
+    if std::path::Path::new("/usr/bin/setpriv").exists() {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &host, "/usr/bin/setpriv"])
+            .args(["--bounding-set=-net_admin", "--inh-caps=-net_admin", "--"])
+            .arg(env!("CARGO_BIN_EXE_kubeway"))
+            .arg("--kubeconfig")
+            .arg(&env.kubeconfig)
+            .args(["tunnel", "--route"])
+            .env("KUBEWAY_STATE_DIR", state.path())
+            .output()
+            .await
+            .expect("runs");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(err.contains("CAP_NET_ADMIN"), "{err}");
+        assert!(!host_routes(&env).await.contains(RANGE));
+        assert!(state_files(state.path()).is_empty(), "nothing recorded");
+        assert!(web_lb(&env).1.is_null(), "no ingress written");
+    } else {
+        eprintln!("SKIPPED (part): no /usr/bin/setpriv to drop CAP_NET_ADMIN with");
+    }
+
     let theirs = "198.51.100.192/26";
     let added = Command::new("ip")
         .args(["-n", &host, "route", "add", theirs, "via", "198.51.100.2"])
