@@ -101,7 +101,7 @@ pub enum Command {
     ///
     /// Ctrl-C takes every EXTERNAL-IP back. After a crash (kill -9, reboot), the next
     /// `kubeway tunnel` or `kubeway tunnel --cleanup` removes what it left — only ingresses it
-    /// wrote that are still exactly as written. State: $KUBEWAY_STATE_DIR, else
+    /// wrote that are still exactly as written, and its route (--route). State: $KUBEWAY_STATE_DIR, else
     /// $XDG_STATE_HOME/kubeway, else ~/.local/state/kubeway. One tunnel per cluster.
     ///
     /// Examples:
@@ -109,6 +109,7 @@ pub enum Command {
     ///   kubeway tunnel -A                # of every namespace (what `minikube tunnel` does)
     ///   kubeway tunnel -o json           # one JSON event per line, for scripts
     ///   kubeway tunnel --cleanup         # undo what a crashed tunnel left, then exit
+    ///   sudo kubeway tunnel --route      # minikube-style: route the Service range to the node
     ///   curl http://$(kubectl get svc web-lb -o jsonpath='{.status.loadBalancer.ingress[0].ip}')/
     #[command(verbatim_doc_comment)]
     Tunnel(TunnelArgs),
