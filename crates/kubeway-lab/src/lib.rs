@@ -173,7 +173,8 @@ impl Default for LabSpec {
 struct NodeNet {
     name: String,
     ip: Ipv4Addr,
-    reachable: bool,
+    /// Loopback mode: whether the node answers from the host (changeable while running).
+    reachable: AtomicBool,
 }
 
 /// State shared by the API server, controllers, kubelet and proxy.
@@ -269,7 +270,7 @@ impl Ctx {
         let ns = self.net.place.is_netns();
         self.nodes
             .iter()
-            .filter(|n| ns || n.reachable)
+            .filter(|n| ns || n.reachable.load(Ordering::Relaxed))
             .map(|n| IpAddr::V4(n.ip))
             .collect()
     }
@@ -450,7 +451,7 @@ impl Lab {
                 NodeNet {
                     name,
                     ip,
-                    reachable: n.reachable,
+                    reachable: AtomicBool::new(n.reachable),
                 }
             })
             .collect();
@@ -686,7 +687,7 @@ impl Lab {
         self.ctx
             .nodes
             .iter()
-            .map(|n| (n.name.clone(), n.ip, n.reachable))
+            .map(|n| (n.name.clone(), n.ip, n.reachable.load(Ordering::Relaxed)))
             .collect()
     }
 
@@ -758,6 +759,16 @@ impl Lab {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(d);
+    }
+
+    /// Loopback mode: makes every node reachable from the host or not from now on, as when a
+    /// VM's network comes or goes: NodePort listeners open or close within a second, and
+    /// connections through them are cut.
+    pub fn set_reachable(&self, yes: bool) {
+        for n in &self.ctx.nodes {
+            n.reachable.store(yes, Ordering::Relaxed);
+        }
+        self.ctx.store.poke();
     }
 
     /// Lifts every denial.

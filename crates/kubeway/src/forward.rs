@@ -126,7 +126,7 @@ impl Router {
             .filter(|r| !r.is_empty())
     }
 
-    async fn dial(&self) -> Result<Conn, String> {
+    pub(crate) async fn dial(&self) -> Result<Conn, String> {
         let mut last = String::from("no ready endpoint");
         for _ in 0..3 {
             let Some(ready) = self.ready().await else {
@@ -171,7 +171,7 @@ impl Router {
 /// A forwarded connection. `v4.channel.k8s.io` cannot carry a half-close, so there the
 /// connection ends when the local client half-closes (otherwise it would wait forever for a pod
 /// that waits for the EOF); SPDY passes the half-close on.
-struct Conn {
+pub(crate) struct Conn {
     inner: kubeway_kube::PfStream,
     eof_on_shutdown: bool,
     shut: bool,

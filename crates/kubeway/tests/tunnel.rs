@@ -668,3 +668,42 @@ async fn bad_input_fails_clearly_and_leaves_nothing_behind() {
     );
     assert!(!state.exists(), "no state written for a failed start");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_the_node_port_stops_answering_connections_go_through_a_forward() {
+    // A reachable node: the tunnel carries to the NodePort.
+    let env = Env::start(LabSpec::new(Provider::Generic).reachable(true)).await;
+    let tunnel = Tunnel::start(&env, &[]).await;
+    let serving = tunnel
+        .wait_event("serving", |e| e["service"] == "default/web-lb")
+        .await;
+    let via = serving["ports"][0]["via"].as_str().unwrap_or_default();
+    assert!(via.starts_with("NodePort "), "{serving:#}");
+    let node_port = via.rsplit(' ').next().expect("address").to_string();
+    let (ip, _) = wait_external_ip(&env, "web-lb", Instant::now()).await;
+    let addr = format!("{ip}:80");
+    assert!(
+        get_page(&addr)
+            .await
+            .expect("via the NodePort")
+            .contains("Hello from web-")
+    );
+
+    // The node's network goes away (a VM suspended, kube-proxy restarting): its NodePort
+    // refuses, the API server still answers.
+    env.lab.set_reachable(false);
+    let t0 = Instant::now();
+    wait_until(&node_port, true, t0).await;
+    let took = wait_until(&addr, false, Instant::now()).await;
+    println!("NodePort {node_port} refused; EXTERNAL-IP served again after {took:?}");
+    // Every later connection works too (through the forward, without waiting on the NodePort).
+    for _ in 0..20 {
+        let page = get_page(&addr).await.expect("through the forward");
+        assert!(page.contains("Hello from web-"), "{page}");
+    }
+    let events = tunnel.interrupt().await;
+    assert!(
+        events.iter().any(|e| e["event"] == "stopped"),
+        "{events:#?}"
+    );
+}

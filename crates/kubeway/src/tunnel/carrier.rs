@@ -7,7 +7,7 @@
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use kubeway_core::target::{PortRef, Target, TargetKind};
@@ -16,6 +16,7 @@ use kubeway_kube::{Cluster, Transport};
 use kubeway_net::Stats;
 use kubeway_net::loopback::{self, BoundPort};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_util::either::Either;
 use tokio_util::sync::CancellationToken;
 
 use crate::forward::{Out, Router, serve_routed};
@@ -127,14 +128,107 @@ pub struct Placement {
     pub bound: Vec<(u16, BoundPort)>,
 }
 
+/// A forward kept in reserve for a NodePort carrier: started the first time the NodePort does
+/// not answer (the node's network went away, kube-proxy restarts …), then used for a while
+/// before the NodePort is tried again.
+pub struct Fallback {
+    cluster: Cluster,
+    service: String,
+    port: u16,
+    cancel: CancellationToken,
+    router: tokio::sync::OnceCell<Arc<Router>>,
+    /// Until when new connections skip the NodePort.
+    avoid_until: std::sync::Mutex<Option<Instant>>,
+}
+
+/// How long connections go through the forward after the NodePort failed, before it is tried
+/// again.
+const AVOID_NODE_PORT: Duration = Duration::from_secs(30);
+/// How long a connect to the NodePort may take before the forward is used instead.
+const NODE_PORT_CONNECT: Duration = Duration::from_secs(3);
+
+impl Fallback {
+    async fn router(&self) -> Result<Arc<Router>> {
+        self.router
+            .get_or_try_init(|| async {
+                let target = Target::parse(&format!("svc/{}", self.service), TargetKind::Service)?;
+                let (_, router) = Router::start(
+                    &self.cluster,
+                    &target,
+                    &PortRef::Number(self.port),
+                    Transport::Auto,
+                    Out {
+                        json: false,
+                        quiet: true,
+                    },
+                    self.cancel.clone(),
+                )
+                .await?;
+                Ok::<_, anyhow::Error>(router)
+            })
+            .await
+            .cloned()
+    }
+
+    fn avoiding(&self) -> bool {
+        self.avoid_until
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some_and(|t| Instant::now() < t)
+    }
+
+    fn avoid(&self) {
+        *self.avoid_until.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some(Instant::now() + AVOID_NODE_PORT);
+    }
+
+    /// One connection: the NodePort, else (or while it is avoided) the forward.
+    async fn dial(
+        &self,
+        addr: SocketAddr,
+    ) -> std::result::Result<Either<TcpStream, crate::forward::Conn>, String> {
+        let node_port_error = if self.avoiding() {
+            None
+        } else {
+            match tokio::time::timeout(NODE_PORT_CONNECT, TcpStream::connect(addr)).await {
+                Ok(Ok(s)) => {
+                    let _ = s.set_nodelay(true);
+                    return Ok(Either::Left(s));
+                }
+                Ok(Err(e)) => Some(e.to_string()),
+                Err(_) => Some(format!("no answer in {}s", NODE_PORT_CONNECT.as_secs())),
+            }
+        };
+        if let Some(e) = &node_port_error {
+            tracing::warn!(%addr, error = %e, "the NodePort did not answer; carrying through the API server's port-forward");
+            self.avoid();
+        }
+        let router = self.router().await.map_err(|fe| {
+            format!(
+                "NodePort {addr}: {}; the forward could not start either: {fe:#}",
+                node_port_error.as_deref().unwrap_or("avoided")
+            )
+        })?;
+        router.dial().await.map(Either::Right)
+    }
+
+    /// Whether connections currently go through the forward.
+    pub fn in_use(&self) -> bool {
+        self.avoiding()
+    }
+}
+
 /// How connections to one Service port reach its pods.
 pub enum Carrier {
-    /// Straight to a NodePort the host reaches (kube-proxy spreads them on the node).
+    /// Straight to a NodePort the host reaches (kube-proxy spreads them on the node); through
+    /// a forward for a while when it stops answering.
     NodePort {
         /// Node address and NodePort.
         addr: SocketAddr,
         /// `NodePort` or `NodePort on localhost`.
         via: &'static str,
+        /// The forward in reserve.
+        fallback: Arc<Fallback>,
     },
     /// Through the API server's port-forward, round-robin over ready endpoints.
     Forward {
@@ -158,9 +252,19 @@ impl Carrier {
         let tried = match port.node_port {
             Some(np) => match direct.node_port(np, probe_timeout).await {
                 Ok(found) => {
+                    let mut cluster = cluster.clone();
+                    cluster.namespace = svc.namespace.clone();
                     return Ok(Carrier::NodePort {
                         addr: found.addr,
                         via: found.via,
+                        fallback: Arc::new(Fallback {
+                            cluster,
+                            service: svc.name.clone(),
+                            port: port.port,
+                            cancel,
+                            router: tokio::sync::OnceCell::new(),
+                            avoid_until: std::sync::Mutex::new(None),
+                        }),
                     });
                 }
                 Err(tried) => tried,
@@ -191,7 +295,17 @@ impl Carrier {
     /// A short name: `NodePort 127.49.0.2:31000` or `forward`.
     pub fn describe(&self) -> String {
         match self {
-            Carrier::NodePort { addr, via } => format!("{via} {addr}"),
+            Carrier::NodePort {
+                addr,
+                via,
+                fallback,
+            } => {
+                if fallback.in_use() {
+                    format!("forward ({via} {addr} not answering)")
+                } else {
+                    format!("{via} {addr}")
+                }
+            }
             Carrier::Forward { .. } => "forward".into(),
         }
     }
@@ -212,10 +326,12 @@ impl Carrier {
         cancel: CancellationToken,
     ) -> tokio::task::JoinHandle<()> {
         match self {
-            Carrier::NodePort { addr, .. } => {
+            Carrier::NodePort { addr, fallback, .. } => {
                 let addr = *addr;
+                let fallback = fallback.clone();
                 tokio::spawn(kubeway_net::serve(listener, cancel, stats, move |_| {
-                    TcpStream::connect(addr)
+                    let fallback = fallback.clone();
+                    async move { fallback.dial(addr).await }
                 }))
             }
             Carrier::Forward { router, .. } => {
