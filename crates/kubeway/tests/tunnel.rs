@@ -696,6 +696,18 @@ async fn when_the_node_port_stops_answering_connections_go_through_a_forward() {
     wait_until(&node_port, true, t0).await;
     let took = wait_until(&addr, false, Instant::now()).await;
     println!("NodePort {node_port} refused; EXTERNAL-IP served again after {took:?}");
+    // The switch is reported, naming the NodePort that failed.
+    let note = tunnel
+        .wait_event("carrier", |e| e["service"] == "default/web-lb")
+        .await;
+    assert_eq!(note["via"], "forward", "{note:#}");
+    assert!(
+        note["why"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(&node_port),
+        "{note:#}"
+    );
     // Every later connection works too (through the forward, without waiting on the NodePort).
     for _ in 0..20 {
         let page = get_page(&addr).await.expect("through the forward");

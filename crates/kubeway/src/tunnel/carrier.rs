@@ -135,11 +135,17 @@ pub struct Fallback {
     cluster: Cluster,
     service: String,
     port: u16,
+    notes: Notes,
+    /// Whether the last connection went through the forward because the NodePort failed.
+    fell_back: std::sync::atomic::AtomicBool,
     cancel: CancellationToken,
     router: tokio::sync::OnceCell<Arc<Router>>,
     /// Until when new connections skip the NodePort.
     avoid_until: std::sync::Mutex<Option<Instant>>,
 }
+
+/// Events from connection handling, for the tunnel's report: text and JSON.
+pub type Notes = tokio::sync::mpsc::UnboundedSender<(String, serde_json::Value)>;
 
 /// How long connections go through the forward after the NodePort failed, before it is tried
 /// again.
@@ -193,6 +199,12 @@ impl Fallback {
             match tokio::time::timeout(NODE_PORT_CONNECT, TcpStream::connect(addr)).await {
                 Ok(Ok(s)) => {
                     let _ = s.set_nodelay(true);
+                    if self
+                        .fell_back
+                        .swap(false, std::sync::atomic::Ordering::Relaxed)
+                    {
+                        self.note(addr, format!("NodePort {addr}"), "answers again".into());
+                    }
                     return Ok(Either::Left(s));
                 }
                 Ok(Err(e)) => Some(e.to_string()),
@@ -200,8 +212,20 @@ impl Fallback {
             }
         };
         if let Some(e) = &node_port_error {
-            tracing::warn!(%addr, error = %e, "the NodePort did not answer; carrying through the API server's port-forward");
             self.avoid();
+            if !self
+                .fell_back
+                .swap(true, std::sync::atomic::Ordering::Relaxed)
+            {
+                self.note(
+                    addr,
+                    "forward".into(),
+                    format!(
+                        "NodePort {addr} does not answer ({e}); trying it again in {}s",
+                        AVOID_NODE_PORT.as_secs()
+                    ),
+                );
+            }
         }
         let router = self.router().await.map_err(|fe| {
             format!(
@@ -210,6 +234,15 @@ impl Fallback {
             )
         })?;
         router.dial().await.map(Either::Right)
+    }
+
+    fn note(&self, addr: SocketAddr, via: String, why: String) {
+        let key = format!("{}/{}", self.cluster.namespace, self.service);
+        let _ = self.notes.send((
+            format!("{key} port {}: now via {via}: {why}", self.port),
+            serde_json::json!({"event": "carrier", "service": key, "port": self.port,
+                "node_port": addr.to_string(), "via": via, "why": why}),
+        ));
     }
 
     /// Whether connections currently go through the forward.
@@ -248,6 +281,7 @@ impl Carrier {
         port: &LbPort,
         probe_timeout: Duration,
         cancel: CancellationToken,
+        notes: Notes,
     ) -> Result<Self> {
         let tried = match port.node_port {
             Some(np) => match direct.node_port(np, probe_timeout).await {
@@ -261,6 +295,8 @@ impl Carrier {
                             cluster,
                             service: svc.name.clone(),
                             port: port.port,
+                            notes,
+                            fell_back: false.into(),
                             cancel,
                             router: tokio::sync::OnceCell::new(),
                             avoid_until: std::sync::Mutex::new(None),

@@ -80,6 +80,8 @@ struct Tunnel<'a> {
     served: BTreeMap<String, Served>,
     left_alone: BTreeMap<String, (String, Vec<String>)>,
     api_error: Option<String>,
+    /// Where connection handling reports carrier changes (drained by the main loop).
+    notes: carrier::Notes,
     /// The last error reported per Service, so a retry that fails alike is not reported again.
     errors: std::sync::Mutex<BTreeMap<String, String>>,
     cancel: CancellationToken,
@@ -225,6 +227,7 @@ impl Tunnel<'_> {
             port,
             self.probe_timeout,
             cancel.clone(),
+            self.notes.clone(),
         )
         .await
         .inspect_err(|_| cancel.cancel())?;
@@ -914,6 +917,7 @@ pub async fn run(cli: &Cli, args: &TunnelArgs) -> Result<()> {
     );
     let cancel = CancellationToken::new();
     let mut rx = watch_load_balancers(&cluster, &scope, cancel.child_token());
+    let (notes, mut notes_rx) = tokio::sync::mpsc::unbounded_channel();
     let mut tunnel = Tunnel {
         cluster,
         direct,
@@ -926,6 +930,7 @@ pub async fn run(cli: &Cli, args: &TunnelArgs) -> Result<()> {
         left_alone: BTreeMap::new(),
         api_error: None,
         errors: Default::default(),
+        notes,
         cancel,
     };
     let mut stop = std::pin::pin!(stop);
@@ -936,6 +941,10 @@ pub async fn run(cli: &Cli, args: &TunnelArgs) -> Result<()> {
         tokio::select! {
             _ = &mut stop => break Ok(()),
             r = rx.changed() => if r.is_err() { break Ok(()) },
+            Some((text, v)) = notes_rx.recv() => {
+                tunnel.view.event(text, v);
+                continue;
+            }
             _ = tick.tick() => {
                 tunnel.view.draw(&header, &tunnel.rows());
                 let pending = tunnel.served.values().any(|s| {
