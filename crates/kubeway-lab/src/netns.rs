@@ -149,6 +149,11 @@ pub enum NetnsError {
         "namespace mode needs root (CAP_SYS_ADMIN and CAP_NET_ADMIN) to create network namespaces; run as root, or use loopback mode"
     )]
     NotRoot,
+    /// Root, but the system refuses (a container without CAP_SYS_ADMIN, seccomp …).
+    #[error(
+        "this system refuses to create network namespaces even as root ({0}); use loopback mode"
+    )]
+    Refused(String),
     /// `ip` missing.
     #[error("namespace mode needs the `ip` command from iproute2 (apt-get install iproute2)")]
     NoIpCommand,
@@ -351,7 +356,25 @@ pub mod linux {
         if !rustix::process::geteuid().is_root() {
             return Some(NetnsError::NotRoot);
         }
-        ip(&["netns", "list"]).err()
+        if let Err(e) = ip(&["netns", "list"]) {
+            return Some(e);
+        }
+        // Root is not always enough (a container without CAP_SYS_ADMIN, a seccomp profile):
+        // make and remove one namespace, once per process.
+        static TRIAL: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+        TRIAL
+            .get_or_init(|| {
+                let name = format!("{PREFIX}{}-trial", std::process::id());
+                match Netns::create(&name) {
+                    Ok(ns) => {
+                        ns.delete();
+                        None
+                    }
+                    Err(e) => Some(e.to_string()),
+                }
+            })
+            .clone()
+            .map(NetnsError::Refused)
     }
 
     impl Netns {
