@@ -65,22 +65,24 @@ async fn shutdown_and_check(lab: Lab) {
     );
 }
 
+/// A namespace-mode lab with the sample app's web pods ready.
+async fn start(persona: Provider, topology: Topology) -> Lab {
+    let lab = Lab::start(LabSpec::new(persona).netns(topology).with_sample())
+        .await
+        .expect("lab");
+    assert!(
+        lab.wait_ready("default", "app=web", 2, Duration::from_secs(20))
+            .await
+    );
+    lab
+}
+
 #[tokio::test]
 async fn reachable_node_answers_nodeports_from_the_host_namespace() {
     if skip() {
         return;
     }
-    let lab = Lab::start(
-        LabSpec::new(Provider::Minikube)
-            .netns(Topology::Reachable)
-            .with_sample(),
-    )
-    .await
-    .expect("lab");
-    assert!(
-        lab.wait_ready("default", "app=web", 2, Duration::from_secs(20))
-            .await
-    );
+    let lab = start(Provider::Minikube, Topology::Reachable).await;
     let host = lab.host_place();
     let node_ip = IpAddr::V4(netns::plan::node_ip(0));
 
@@ -162,17 +164,7 @@ async fn published_api_port_only_node_unreachable() {
     if skip() {
         return;
     }
-    let lab = Lab::start(
-        LabSpec::new(Provider::DockerDesktop)
-            .netns(Topology::Published)
-            .with_sample(),
-    )
-    .await
-    .expect("lab");
-    assert!(
-        lab.wait_ready("default", "app=web", 2, Duration::from_secs(20))
-            .await
-    );
+    let lab = start(Provider::DockerDesktop, Topology::Published).await;
     let host = lab.host_place();
 
     // The API server is a published port on the host namespace's 127.0.0.1 ...
