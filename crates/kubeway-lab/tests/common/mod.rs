@@ -90,7 +90,10 @@ pub fn require(tool: &str, probe: &[&str]) -> bool {
             std::env::var_os("CI").is_none(),
             "{tool} is required on CI (.ci/run installs it)"
         );
-        eprintln!(
+        // Written past the test harness's capture, so the skip shows in the log.
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
             "SKIPPED: {tool} {} is not available on this machine",
             probe.join(" ")
         );

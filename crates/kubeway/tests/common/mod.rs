@@ -112,7 +112,12 @@ pub async fn shutdown_netns(env: Env, root_before: &str) {
 /// True (and says so) when namespace-mode tests cannot run here (not root, no `ip`, not Linux).
 pub fn skip_without_netns() -> bool {
     if let Some(why) = kubeway_lab::netns::unavailable() {
-        eprintln!("SKIPPED: namespace-mode test not run: {why}");
+        // Written past the test harness's capture, so the skip shows in CI's log.
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED: namespace-mode test not run: {why}"
+        );
         return true;
     }
     false
