@@ -318,14 +318,8 @@ impl Forwarder {
                         }
                     };
                     let copied = if half_close {
-                        tokio::io::copy_bidirectional_with_sizes(
-                            &mut local,
-                            &mut remote,
-                            64 * 1024,
-                            64 * 1024,
-                        )
-                        .await
-                        .map(drop)
+                        // What `kubeway forward` and `tunnel` do with each connection.
+                        kubeway_net::splice(&mut local, &mut remote).await.map(drop)
                     } else {
                         splice_without_half_close(local, remote).await
                     };
