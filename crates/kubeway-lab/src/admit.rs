@@ -229,6 +229,22 @@ fn default_workload(obj: &mut Value, deployment: bool) {
     }
 }
 
+fn default_statefulset(obj: &mut Value) {
+    default_workload(obj, false);
+    let spec = &mut obj["spec"];
+    set_default(spec, "podManagementPolicy", json!("OrderedReady"));
+    set_default(
+        spec,
+        "updateStrategy",
+        json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}),
+    );
+    set_default(
+        spec,
+        "persistentVolumeClaimRetentionPolicy",
+        json!({"whenDeleted": "Retain", "whenScaled": "Retain"}),
+    );
+}
+
 /// Used ClusterIPs and NodePorts across all Services.
 fn used_allocations(ctx: &Ctx) -> (HashSet<String>, HashSet<i64>) {
     let (svcs, _) = ctx.store.list(core("services"), None);
@@ -444,6 +460,12 @@ pub fn admit_create(ctx: &Ctx, res: &ResourceDef, obj: &mut Value) -> Result<(),
             default_workload(obj, false);
             obj["status"] = json!({"replicas": 0});
         }
+        "StatefulSet" => {
+            decode_check::<k8s_openapi::api::apps::v1::StatefulSet>("StatefulSet", obj)?;
+            validate_workload("StatefulSet", obj)?;
+            default_statefulset(obj);
+            obj["status"] = json!({"replicas": 0, "availableReplicas": 0});
+        }
         "Namespace" => {
             let labels = &mut obj["metadata"]["labels"];
             if !labels.is_object() {
@@ -519,7 +541,7 @@ pub fn admit_update(
             decode_check::<k8s_openapi::api::core::v1::Service>("Service", &new)?;
             service_defaults(ctx, &mut new, Some(old))?;
         }
-        "Deployment" | "ReplicaSet" => {
+        "Deployment" | "ReplicaSet" | "StatefulSet" => {
             validate_workload(res.kind, &new)?;
             if new["spec"]["selector"] != old["spec"]["selector"] {
                 return Err(ApiError::invalid(
@@ -528,7 +550,11 @@ pub fn admit_update(
                     "spec.selector: Invalid value: field is immutable",
                 ));
             }
-            default_workload(&mut new, res.kind == "Deployment");
+            if res.kind == "StatefulSet" {
+                default_statefulset(&mut new);
+            } else {
+                default_workload(&mut new, res.kind == "Deployment");
+            }
         }
         _ => {}
     }

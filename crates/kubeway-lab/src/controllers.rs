@@ -124,6 +124,7 @@ pub fn reconcile(ctx: &Ctx) {
     schedule(ctx);
     replicasets(ctx);
     deployments(ctx);
+    statefulsets(ctx);
     endpoints(ctx);
     load_balancers(ctx);
     garbage_collect(&ctx.store);
@@ -281,6 +282,143 @@ fn replicasets(ctx: &Ctx) {
         });
         if rs["status"] != status {
             let _ = ctx.store.mutate_retry(rs_res, &ns, &name, |o| {
+                o["status"] = status.clone();
+                Ok(())
+            });
+        }
+    }
+}
+
+/// The ordinal of a StatefulSet's pod (`web-3` → 3), if the name is `set-N`.
+fn ordinal(set: &str, pod: &str) -> Option<usize> {
+    pod.strip_prefix(set)?.strip_prefix('-')?.parse().ok()
+}
+
+/// StatefulSets, as the statefulset controller does with `OrderedReady`: pods `NAME-0` …
+/// `NAME-(n-1)` with stable names, each created only when every lower ordinal is Running and
+/// Ready, a deleted one recreated under the same name (new UID, new address), scale-down from the
+/// highest ordinal one at a time, and a changed template rolled out from the highest ordinal
+/// down, one pod at a time.
+fn statefulsets(ctx: &Ctx) {
+    let res = core("statefulsets");
+    let (sets, _) = ctx.store.list(res, None);
+    for sts in sets {
+        let (ns, name) = ns_name(&sts);
+        let sts_uid = uid(&sts).to_string();
+        let t = &sts["spec"]["template"];
+        let revision = format!("{name}-{}", short_hash(&t.to_string(), 10));
+        let want = sts["spec"]["replicas"].as_i64().unwrap_or(1).max(0) as usize;
+        let (pods, _) = ctx.store.list(core("pods"), Some(&ns));
+        // Every pod with our name pattern that we own, terminating ones too (they hold the name).
+        let mut mine: Vec<(usize, &Arc<Value>)> = pods
+            .iter()
+            .filter(|p| owned_by(p, &sts_uid))
+            .filter_map(|p| Some((ordinal(&name, p["metadata"]["name"].as_str()?)?, p)))
+            .collect();
+        mine.sort_by_key(|(i, _)| *i);
+        let busy = mine.iter().any(|(_, p)| terminating(p));
+        let all_ready = mine.iter().all(|(_, p)| pod_ready(p));
+        let event = |reason: &str, msg: String| {
+            record_event(
+                &ctx.store,
+                &involved(&sts),
+                "Normal",
+                reason,
+                &msg,
+                "statefulset-controller",
+            );
+        };
+        // The lowest missing ordinal below `want`, created when all below it are ready.
+        let missing = (0..want).find(|i| !mine.iter().any(|(o, _)| o == i));
+        if let Some(i) = missing {
+            let below_ready = mine
+                .iter()
+                .filter(|(o, _)| *o < i)
+                .all(|(_, p)| pod_ready(p) && !terminating(p));
+            if below_ready {
+                let pod_name = format!("{name}-{i}");
+                let mut labels = t["metadata"]["labels"].clone();
+                if !labels.is_object() {
+                    labels = json!({});
+                }
+                labels["statefulset.kubernetes.io/pod-name"] = json!(pod_name);
+                labels["apps.kubernetes.io/pod-index"] = json!(i.to_string());
+                labels["controller-revision-hash"] = json!(revision);
+                let mut spec = t["spec"].clone();
+                spec["hostname"] = json!(pod_name);
+                if let Some(svc) = sts["spec"]["serviceName"]
+                    .as_str()
+                    .filter(|s| !s.is_empty())
+                {
+                    spec["subdomain"] = json!(svc);
+                }
+                let mut pod = json!({
+                    "apiVersion": "v1", "kind": "Pod",
+                    "metadata": {
+                        "name": pod_name, "namespace": ns, "labels": labels,
+                        "ownerReferences": [{"apiVersion": "apps/v1", "kind": "StatefulSet", "name": name, "uid": sts_uid, "controller": true, "blockOwnerDeletion": true}],
+                    },
+                    "spec": spec,
+                });
+                if let Some(a) = t["metadata"]["annotations"].as_object() {
+                    pod["metadata"]["annotations"] = json!(a);
+                }
+                if admit::admit_create(ctx, core("pods"), &mut pod).is_ok()
+                    && ctx.store.create(core("pods"), pod).is_ok()
+                {
+                    event(
+                        "SuccessfulCreate",
+                        format!("create Pod {pod_name} in StatefulSet {name} successful"),
+                    );
+                }
+            }
+        } else if !busy {
+            // Scale down from the highest ordinal, then roll the template out from the highest.
+            let excess = mine.iter().rev().find(|(o, _)| *o >= want);
+            let outdated = || {
+                mine.iter().rev().find(|(_, p)| {
+                    p["metadata"]["labels"]["controller-revision-hash"] != revision.as_str()
+                })
+            };
+            let victim = match excess {
+                Some(v) => Some((v, "SuccessfulDelete")),
+                None if all_ready => outdated().map(|v| (v, "SuccessfulDelete")),
+                None => None,
+            };
+            if let Some(((_, p), reason)) = victim {
+                let (pns, pname) = ns_name(p);
+                let gone = match terminate_pod(&ctx.store, &pns, &pname, None) {
+                    Ok(Some(_)) => true,
+                    Ok(None) => ctx.store.delete(core("pods"), &pns, &pname).is_ok(),
+                    Err(_) => false,
+                };
+                if gone {
+                    event(
+                        reason,
+                        format!("delete Pod {pname} in StatefulSet {name} successful"),
+                    );
+                }
+            }
+        }
+        let (pods_now, _) = ctx.store.list(core("pods"), Some(&ns));
+        let live: Vec<_> = pods_now
+            .iter()
+            .filter(|p| owned_by(p, &sts_uid) && !terminating(p))
+            .collect();
+        let ready = live.iter().filter(|p| pod_ready(p)).count() as i64;
+        let updated = live
+            .iter()
+            .filter(|p| p["metadata"]["labels"]["controller-revision-hash"] == revision.as_str())
+            .count() as i64;
+        let status = json!({
+            "replicas": live.len() as i64, "readyReplicas": ready, "availableReplicas": ready,
+            "currentReplicas": updated, "updatedReplicas": updated,
+            "currentRevision": revision, "updateRevision": revision,
+            "collisionCount": 0,
+            "observedGeneration": sts["metadata"]["generation"],
+        });
+        if sts["status"] != status {
+            let _ = ctx.store.mutate_retry(res, &ns, &name, |o| {
                 o["status"] = status.clone();
                 Ok(())
             });

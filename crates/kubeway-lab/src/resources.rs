@@ -190,6 +190,18 @@ pub static RESOURCES: &[ResourceDef] = &[
         categories: &["all"],
     },
     ResourceDef {
+        group: "apps",
+        version: "v1",
+        plural: "statefulsets",
+        singular: "statefulset",
+        kind: "StatefulSet",
+        namespaced: true,
+        short_names: &["sts"],
+        verbs: RW,
+        subresources: &["status", "scale"],
+        categories: &["all"],
+    },
+    ResourceDef {
         group: "networking.k8s.io",
         version: "v1",
         plural: "servicecidrs",

@@ -284,6 +284,21 @@ fn deployment_cells(d: &Value) -> Vec<Value> {
     ]
 }
 
+fn statefulset_cells(s: &Value) -> Vec<Value> {
+    let (c, i) = containers_images(s);
+    vec![
+        s["metadata"]["name"].clone(),
+        json!(format!(
+            "{}/{}",
+            s["status"]["readyReplicas"].as_i64().unwrap_or(0),
+            s["spec"]["replicas"].as_i64().unwrap_or(1)
+        )),
+        json!(age(s)),
+        json!(c),
+        json!(i),
+    ]
+}
+
 fn replicaset_cells(r: &Value) -> Vec<Value> {
     let st = &r["status"];
     let (c, i) = containers_images(r);
@@ -510,6 +525,26 @@ fn columns(res: &ResourceDef) -> (Vec<Value>, Cells) {
                 col("Selector", "string", 1, "Label selector for pods."),
             ],
             deployment_cells,
+        ),
+        "StatefulSet" => (
+            vec![
+                name,
+                col("Ready", "string", 0, "Number of the pod with ready state."),
+                age_col,
+                col(
+                    "Containers",
+                    "string",
+                    1,
+                    "Names of each container in the template.",
+                ),
+                col(
+                    "Images",
+                    "string",
+                    1,
+                    "Images referenced by each container in the template.",
+                ),
+            ],
+            statefulset_cells,
         ),
         "ReplicaSet" => (
             vec![

@@ -497,3 +497,174 @@ async fn a_deleted_pod_target_names_the_workload_that_would_have_survived() {
         "nothing left listening"
     );
 }
+
+async fn kubectl(env: &Env, args: &[&str], stdin: Option<&str>) -> std::process::Output {
+    let mut c = Command::new("kubectl");
+    c.arg("--kubeconfig")
+        .arg(&env.kubeconfig)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().expect("kubectl runs");
+    if let Some(text) = stdin {
+        let mut i = child.stdin.take().expect("stdin");
+        i.write_all(text.as_bytes()).await.expect("write");
+    }
+    drop(child.stdin.take());
+    child.wait_with_output().await.expect("kubectl")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statefulset_target_spreads_and_follows_a_pod_recreated_under_its_name() {
+    let env = Env::start(LabSpec::default()).await;
+    let manifest = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: db}
+spec:
+  clusterIP: None
+  selector: {app: db}
+  ports: [{name: http, port: 80, targetPort: http}]
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: db}
+spec:
+  serviceName: db
+  replicas: 2
+  selector: {matchLabels: {app: db}}
+  template:
+    metadata: {labels: {app: db}}
+    spec:
+      containers:
+      - name: web
+        image: kubeway.local/http
+        ports: [{name: http, containerPort: 8080}]
+        readinessProbe: {httpGet: {path: /healthz, port: http}, periodSeconds: 1}
+"#;
+    let out = kubectl(&env, &["apply", "-f", "-"], Some(manifest)).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Real kubectl's rollout logic accepts the lab's StatefulSet status.
+    let out = kubectl(
+        &env,
+        &["rollout", "status", "sts/db", "--timeout=60s"],
+        None,
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = kubectl(&env, &["get", "sts", "db"], None).await;
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("db") && table.contains("2/2"), "{table}");
+    let pods = kubectl(
+        &env,
+        &[
+            "get",
+            "pods",
+            "-l",
+            "app=db",
+            "-o",
+            "jsonpath={.items[*].metadata.name}",
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(String::from_utf8_lossy(&pods.stdout), "db-0 db-1");
+
+    // kubeway forward sts/db spreads over both pods.
+    let fw = env.forward(&["sts/db", ":http"]).await;
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..10 {
+        seen.insert(get(fw.local).await.expect("GET"));
+    }
+    assert_eq!(
+        seen.into_iter().collect::<Vec<_>>(),
+        ["db-0", "db-1"],
+        "both ordinals answer"
+    );
+
+    // db-0 deleted comes back under the same name, as a new pod; the forward follows.
+    let uid = |out: std::process::Output| String::from_utf8_lossy(&out.stdout).to_string();
+    let old = uid(kubectl(
+        &env,
+        &["get", "pod", "db-0", "-o", "jsonpath={.metadata.uid}"],
+        None,
+    )
+    .await);
+    let out = kubectl(&env, &["delete", "pod", "db-0", "--wait=true"], None).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = kubectl(
+        &env,
+        &["rollout", "status", "sts/db", "--timeout=60s"],
+        None,
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let new = uid(kubectl(
+        &env,
+        &["get", "pod", "db-0", "-o", "jsonpath={.metadata.uid}"],
+        None,
+    )
+    .await);
+    assert!(
+        !new.is_empty() && new != old,
+        "db-0 is a new pod: {old} → {new}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut answered = std::collections::BTreeSet::new();
+    while answered.len() < 2 {
+        if let Ok(pod) = get(fw.local).await {
+            answered.insert(pod);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "answers after the restart: {answered:?}"
+        );
+    }
+
+    // Scaled down: the highest ordinal goes.
+    let out = kubectl(&env, &["scale", "sts/db", "--replicas=1"], None).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let pods = kubectl(
+            &env,
+            &[
+                "get",
+                "pods",
+                "-l",
+                "app=db",
+                "-o",
+                "jsonpath={.items[*].metadata.name}",
+            ],
+            None,
+        )
+        .await;
+        if String::from_utf8_lossy(&pods.stdout) == "db-0" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "db-1 still there");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(fw);
+}
