@@ -769,7 +769,7 @@ fn dry_run(q: &Query) -> bool {
 fn create(
     ctx: &Ctx,
     rr: &ResourceRequest,
-    mut obj: Value,
+    obj: Value,
     q: &Query,
 ) -> Result<Response<Body>, ApiError> {
     if !obj.is_object() {
@@ -780,6 +780,16 @@ fn create(
     if rr.name.is_some() {
         return Err(ApiError::method_not_allowed("create", &rr.res.qualified()));
     }
+    create_object(ctx, rr, obj, q)
+}
+
+/// Creates `obj` (a POST, or a server-side apply of an object that does not exist yet).
+fn create_object(
+    ctx: &Ctx,
+    rr: &ResourceRequest,
+    mut obj: Value,
+    q: &Query,
+) -> Result<Response<Body>, ApiError> {
     check_kind(rr, &obj)?;
     if !obj["metadata"].is_object() {
         obj["metadata"] = json!({});
@@ -857,11 +867,37 @@ fn patch_object(
     q: &Query,
 ) -> Result<Response<Body>, ApiError> {
     let name = name_of(rr).to_string();
+    let apply = kind == patch::PatchKind::Apply;
+    let manager = q.get("fieldManager").unwrap_or_default().to_string();
+    if apply && manager.is_empty() {
+        return Err(ApiError::bad_request(
+            "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
+        ));
+    }
+    let managed = |obj: &mut Value| {
+        if apply {
+            obj["metadata"]["managedFields"] = json!([{
+                "manager": manager, "operation": "Apply", "apiVersion": rr.res.api_version(),
+                "time": crate::store::now_rfc3339(), "fieldsType": "FieldsV1", "fieldsV1": {},
+            }]);
+        }
+    };
     for _ in 0..5 {
-        let old = ctx
-            .store
-            .get(rr.res, ns_of(rr), &name)
-            .ok_or_else(|| ApiError::not_found(&rr.res.qualified(), &name))?;
+        let Some(old) = ctx.store.get(rr.res, ns_of(rr), &name) else {
+            if apply && rr.sub.is_none() {
+                // Server-side apply creates what does not exist.
+                let mut obj = patch::apply_config(body)?;
+                if obj["metadata"]["name"].as_str() != Some(name.as_str()) {
+                    return Err(ApiError::bad_request(format!(
+                        "the name of the object ({}) does not match the name on the URL ({name})",
+                        obj["metadata"]["name"].as_str().unwrap_or_default()
+                    )));
+                }
+                managed(&mut obj);
+                return create_object(ctx, rr, obj, q);
+            }
+            return Err(ApiError::not_found(&rr.res.qualified(), &name));
+        };
         if rr.sub.as_deref() == Some("scale") {
             let patched = patch::apply(kind, &scale_of(&old), body)?;
             let replicas = patched["spec"]["replicas"].as_i64().unwrap_or(0);
@@ -872,6 +908,7 @@ fn patch_object(
             return Ok(json_response(200, &scale_of(&stored)));
         }
         let mut patched = patch::apply(kind, &old, body)?;
+        managed(&mut patched);
         patched["metadata"]["name"] = json!(name);
         if rr.res.namespaced {
             patched["metadata"]["namespace"] = json!(ns_of(rr));

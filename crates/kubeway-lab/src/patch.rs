@@ -14,6 +14,10 @@ pub enum PatchKind {
     Json,
     /// `application/strategic-merge-patch+json`.
     Strategic,
+    /// `application/apply-patch+yaml`: server-side apply. The lab creates the object when it is
+    /// missing and merges the applied configuration like a strategic merge otherwise; it keeps
+    /// no field ownership, so fields a manager stops applying stay and nothing conflicts.
+    Apply,
 }
 
 impl PatchKind {
@@ -23,14 +27,32 @@ impl PatchKind {
             "application/merge-patch+json" => Ok(Self::Merge),
             "application/json-patch+json" => Ok(Self::Json),
             "application/strategic-merge-patch+json" => Ok(Self::Strategic),
-            "application/apply-patch+yaml" | "application/apply-patch+cbor" => {
-                Err(ApiError::unsupported_media_type(
-                    "server-side apply is not served by the lab; use client-side `kubectl apply`",
-                ))
-            }
+            "application/apply-patch+yaml" => Ok(Self::Apply),
+            "application/apply-patch+cbor" => Err(ApiError::unsupported_media_type(
+                "application/apply-patch+cbor (the lab takes apply patches as YAML or JSON)",
+            )),
             other => Err(ApiError::unsupported_media_type(other)),
         }
     }
+}
+
+/// The configuration of a server-side apply request: YAML (JSON is YAML too), one object.
+pub fn apply_config(body: &[u8]) -> Result<Value, ApiError> {
+    let v: Value = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(_) => {
+            let text = std::str::from_utf8(body)
+                .map_err(|e| ApiError::bad_request(format!("invalid apply patch: {e}")))?;
+            serde_saphyr::from_str(text)
+                .map_err(|e| ApiError::bad_request(format!("invalid apply patch (YAML): {e}")))?
+        }
+    };
+    if !v.is_object() {
+        return Err(ApiError::bad_request(
+            "an apply patch must be one object with apiVersion, kind and metadata.name",
+        ));
+    }
+    Ok(v)
 }
 
 /// Applies `patch` of `kind` to `target`.
@@ -58,6 +80,7 @@ pub fn apply(kind: PatchKind, target: &Value, patch: &[u8]) -> Result<Value, Api
             })?;
             Ok(strategic(target, &p))
         }
+        PatchKind::Apply => Ok(strategic(target, &apply_config(patch)?)),
     }
 }
 

@@ -355,3 +355,71 @@ async fn a_pod_listening_on_its_pod_ip_only_cannot_be_port_forwarded() {
         "{text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_side_apply_creates_then_merges_from_kubectl_and_kube_rs() {
+    if !require("kubectl", &["version", "--client"]) {
+        return;
+    }
+    let f = Fixture::sample().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("shop.yaml");
+    let manifest = MANIFEST.replace("hello", "shop");
+    std::fs::write(&path, &manifest).expect("write");
+    let file = path.to_string_lossy().to_string();
+    let out = kubectl_ok(&f, &["apply", "--server-side", "-f", &file]).await;
+    assert!(
+        out.contains("deployment.apps/shop serverside-applied"),
+        "{out}"
+    );
+    assert!(out.contains("service/shop serverside-applied"), "{out}");
+    std::fs::write(&path, manifest.replace("replicas: 2", "replicas: 3")).expect("write");
+    kubectl_ok(&f, &["apply", "--server-side", "-f", &file]).await;
+    let got = kubectl_ok(
+        &f,
+        &[
+            "get",
+            "deploy",
+            "shop",
+            "-o",
+            "jsonpath={.spec.replicas} {.metadata.managedFields[0].manager} {.metadata.managedFields[0].operation}",
+        ],
+    )
+    .await;
+    assert_eq!(got, "3 kubectl Apply");
+
+    // kube-rs's Patch::Apply, the way controllers write.
+    let svcs: Api<k8s_openapi::api::core::v1::Service> =
+        Api::namespaced(f.client().await, "default");
+    let applied = serde_json::json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "shop", "labels": {"team": "a"}},
+    });
+    let params = kube::api::PatchParams::apply("kubeway-test");
+    let svc = svcs
+        .patch("shop", &params, &kube::api::Patch::Apply(&applied))
+        .await
+        .expect("apply merges");
+    assert_eq!(
+        svc.metadata
+            .labels
+            .unwrap_or_default()
+            .get("team")
+            .map(String::as_str),
+        Some("a")
+    );
+    assert!(svc.spec.and_then(|s| s.ports).is_some(), "the rest is kept");
+    // Without a field manager the API server refuses, as a real one does.
+    let err = svcs
+        .patch(
+            "shop",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Apply(&applied),
+        )
+        .await
+        .expect_err("fieldManager is required");
+    assert!(
+        matches!(err, kube::Error::Api(ref s) if s.code == 400),
+        "{err:?}"
+    );
+}
