@@ -837,7 +837,7 @@ fn endpoints(ctx: &Ctx) {
 }
 
 fn load_balancers(ctx: &Ctx) {
-    let Some(lb_ip) = ctx.service_lb_address() else {
+    let Some(ingress) = ctx.lb_ingress() else {
         return;
     };
     let svc_res = core("services");
@@ -846,7 +846,7 @@ fn load_balancers(ctx: &Ctx) {
         .iter()
         .filter(|s| s["spec"]["type"] == "LoadBalancer")
     {
-        let want = json!({"ingress": [{"ip": lb_ip, "ipMode": "VIP"}]});
+        let want = json!({"ingress": [ingress]});
         if svc["status"]["loadBalancer"] != want {
             let (ns, name) = ns_name(svc);
             let _ = ctx.store.mutate_retry(svc_res, &ns, &name, |o| {

@@ -284,15 +284,21 @@ impl Ctx {
             && self.persona.nodeports_on_localhost
     }
 
-    /// The LoadBalancer ingress address when the persona ships servicelb (k3s family).
-    fn service_lb_address(&self) -> Option<String> {
+    /// The LoadBalancer ingress the persona's built-in load balancer writes, if it has one the
+    /// lab can play: servicelb (k3s family) announces the node address; Docker Desktop's vpnkit
+    /// announces `localhost` (namespace mode's published topology only, where the host
+    /// namespace's loopback is the lab's own).
+    fn lb_ingress(&self) -> Option<Value> {
         let k3s_family = matches!(
             self.persona.provider,
             Provider::K3s | Provider::K3d | Provider::RancherDesktop | Provider::Colima
         );
-        (k3s_family && self.persona.builtin_load_balancer)
-            .then(|| self.nodes.first().map(|n| n.ip.to_string()))
-            .flatten()
+        if k3s_family && self.persona.builtin_load_balancer {
+            let ip = self.nodes.first()?.ip;
+            return Some(json!({"ip": ip.to_string(), "ipMode": "VIP"}));
+        }
+        (self.persona.provider == Provider::DockerDesktop && self.nodeports_on_host_localhost())
+            .then(|| json!({"hostname": "localhost"}))
     }
 }
 

@@ -66,7 +66,7 @@ fn ready_endpoints(ctx: &Ctx, ns: &str, svc: &str, port_name: &str) -> Vec<(IpAd
 impl Proxy {
     /// Opens and closes listeners to match the Services.
     pub async fn sync(&self, ctx: &Arc<Ctx>) {
-        let lb = ctx.service_lb_address().is_some();
+        let lb = ctx.lb_ingress().is_some();
         let mut want: Vec<Key> = Vec::new();
         let (services, _) = ctx.store.list(core("services"), None);
         if ctx.net.place.is_netns() {

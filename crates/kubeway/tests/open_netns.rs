@@ -150,5 +150,21 @@ async fn docker_desktop_publishes_nodeports_on_localhost_and_open_takes_them() {
     assert!(url.starts_with("http://127.0.0.1:3"), "{url}");
     // kubeway has exited; the published port answers from the host namespace.
     assert!(env.page(url).await.contains("Hello from web-"));
+
+    // Docker Desktop's load balancer announces `localhost`; open takes it.
+    let out = env
+        .kubeway(&["open", "web-lb", "--url"])
+        .output()
+        .await
+        .expect("runs");
+    let url = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert_eq!(
+        url,
+        "http://localhost:80",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let page = common::http_get(&env.lab.host_place(), "127.0.0.1:80".parse().expect("addr")).await;
+    assert!(page.contains("Hello from web-"), "{page}");
     shutdown_netns(env, &root).await;
 }
