@@ -48,6 +48,8 @@ pub struct EnvReport {
     pub node_probes: Vec<NodeProbe>,
     /// The Service whose NodePort was probed.
     pub probed_service: Option<String>,
+    /// This cluster's `kubeway tunnel`, as its journal says (None: none with changes in force).
+    pub tunnel: Option<crate::tunnel::state::TunnelStatus>,
 }
 
 /// Builds the report: collect, detect, probe.
@@ -87,12 +89,19 @@ pub async fn report(opts: &ConnectOptions, timeout: Duration) -> Result<EnvRepor
             node_probes.push(p);
         }
     }
+    let server = cluster
+        .as_ref()
+        .map(|c| c.server.clone())
+        .unwrap_or_else(|| snapshot.kubeconfig.server.clone());
+    let tunnel = crate::tunnel::state::peek(
+        &crate::tunnel::state::state_dir(),
+        &server,
+        &snapshot.kubeconfig.context,
+    );
     Ok(EnvReport {
         context: snapshot.kubeconfig.context.clone(),
-        server: cluster
-            .as_ref()
-            .map(|c| c.server.clone())
-            .unwrap_or_else(|| snapshot.kubeconfig.server.clone()),
+        server,
+        tunnel,
         server_version: snapshot.server_version.clone(),
         api_error,
         detection,
@@ -171,6 +180,17 @@ pub fn render_text(r: &EnvReport) -> String {
         name(&d.load_balancer.support),
         name(&d.load_balancer.access)
     ));
+    match &r.tunnel {
+        Some(t) if t.running => out.push_str(&format!(
+            "Tunnel:        kubeway tunnel runs (pid {}), {} change(s) in force\n",
+            t.pid, t.changes
+        )),
+        Some(t) => out.push_str(&format!(
+            "Tunnel:        a kubeway tunnel (pid {}) ended without undoing {} change(s) (EXTERNAL-IPs or a route): run `kubeway tunnel --cleanup`\n",
+            t.pid, t.changes
+        )),
+        None => {}
+    }
     out.push_str(&format!("Way in:        {}\n", d.strategy));
     if !d.evidence.is_empty() {
         out.push_str("Evidence:\n");

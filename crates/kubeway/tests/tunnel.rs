@@ -403,6 +403,21 @@ async fn after_kill_9_cleanup_removes_its_stale_ingress_and_nothing_else() {
         record["owner"]["start_time"].is_string(),
         "pid and process start time: {record}"
     );
+    // `kubeway env` tells the dead tunnel left changes and what to run.
+    let out = Command::new(env!("CARGO_BIN_EXE_kubeway"))
+        .args(["env", "--kubeconfig"])
+        .arg(&env.kubeconfig)
+        .env("KUBEWAY_STATE_DIR", state_dir(&env))
+        .output()
+        .await
+        .expect("env");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!(
+            "a kubeway tunnel (pid {pid}) ended without undoing"
+        )) && text.contains("kubeway tunnel --cleanup"),
+        "{text}"
+    );
     // Meanwhile another load balancer takes `stolen` over.
     set_ingress_as_someone_else(&env, "stolen", "127.88.0.2").await;
 

@@ -6,7 +6,7 @@
 
 mod carrier;
 mod route;
-mod state;
+pub mod state;
 mod view;
 
 use std::collections::{BTreeMap, HashSet};

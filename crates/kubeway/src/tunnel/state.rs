@@ -157,6 +157,32 @@ pub struct Record {
     pub changes: Vec<Change>,
 }
 
+/// What the journal on disk says about a cluster's tunnel, read without taking its lock.
+#[derive(Debug, Clone, Serialize)]
+pub struct TunnelStatus {
+    /// The tunnel's pid.
+    pub pid: u32,
+    /// Whether that very process still runs (pid and start time).
+    pub running: bool,
+    /// Changes in force (EXTERNAL-IPs, addresses, routes).
+    pub changes: usize,
+    /// The journal file.
+    pub journal: PathBuf,
+}
+
+/// The tunnel of `server`+`context` as its journal describes it; None when there is no journal
+/// (no tunnel, or one with nothing in force).
+pub fn peek(dir: &Path, server: &str, context: &str) -> Option<TunnelStatus> {
+    let path = dir.join(format!("{}.json", cluster_key(server, context)));
+    let record = read_record(&path).ok()??;
+    Some(TunnelStatus {
+        pid: record.owner.pid,
+        running: record.owner.is_running(),
+        changes: record.changes.len(),
+        journal: path,
+    })
+}
+
 /// Holds the cluster's tunnel lock and keeps the journal on disk.
 pub struct Journal {
     path: PathBuf,
