@@ -115,6 +115,16 @@ pub fn terminate_pod(
         .map(Some)
 }
 
+/// Deletes a pod as a controller does: gracefully when it runs, at once otherwise. True if it
+/// is going or gone.
+fn delete_pod(ctx: &Ctx, ns: &str, name: &str) -> bool {
+    match terminate_pod(&ctx.store, ns, name, None) {
+        Ok(Some(_)) => true,
+        Ok(None) => ctx.store.delete(core("pods"), ns, name).is_ok(),
+        Err(_) => false,
+    }
+}
+
 fn terminating(pod: &Value) -> bool {
     pod["metadata"]["deletionTimestamp"].is_string()
 }
@@ -248,11 +258,7 @@ fn replicasets(ctx: &Ctx) {
             });
             for p in mine.iter().take(mine.len() - want) {
                 let (pns, pname) = ns_name(p);
-                let gone = match terminate_pod(&ctx.store, &pns, &pname, None) {
-                    Ok(Some(_)) => true,
-                    Ok(None) => ctx.store.delete(core("pods"), &pns, &pname).is_ok(),
-                    Err(_) => false,
-                };
+                let gone = delete_pod(ctx, &pns, &pname);
                 if gone {
                     record_event(
                         &ctx.store,
@@ -381,20 +387,16 @@ fn statefulsets(ctx: &Ctx) {
                 })
             };
             let victim = match excess {
-                Some(v) => Some((v, "SuccessfulDelete")),
-                None if all_ready => outdated().map(|v| (v, "SuccessfulDelete")),
+                Some(v) => Some(v),
+                None if all_ready => outdated(),
                 None => None,
             };
-            if let Some(((_, p), reason)) = victim {
+            if let Some((_, p)) = victim {
                 let (pns, pname) = ns_name(p);
-                let gone = match terminate_pod(&ctx.store, &pns, &pname, None) {
-                    Ok(Some(_)) => true,
-                    Ok(None) => ctx.store.delete(core("pods"), &pns, &pname).is_ok(),
-                    Err(_) => false,
-                };
+                let gone = delete_pod(ctx, &pns, &pname);
                 if gone {
                     event(
-                        reason,
+                        "SuccessfulDelete",
                         format!("delete Pod {pname} in StatefulSet {name} successful"),
                     );
                 }

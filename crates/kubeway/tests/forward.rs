@@ -515,6 +515,18 @@ async fn kubectl(env: &Env, args: &[&str], stdin: Option<&str>) -> std::process:
     child.wait_with_output().await.expect("kubectl")
 }
 
+/// kubectl that must succeed; its stdout.
+async fn kubectl_ok(env: &Env, args: &[&str], stdin: Option<&str>) -> String {
+    let out = kubectl(env, args, stdin).await;
+    assert!(
+        out.status.success(),
+        "kubectl {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_statefulset_target_spreads_and_follows_a_pod_recreated_under_its_name() {
     let env = Env::start(LabSpec::default()).await;
@@ -543,24 +555,14 @@ spec:
         ports: [{name: http, containerPort: 8080}]
         readinessProbe: {httpGet: {path: /healthz, port: http}, periodSeconds: 1}
 "#;
-    let out = kubectl(&env, &["apply", "-f", "-"], Some(manifest)).await;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    kubectl_ok(&env, &["apply", "-f", "-"], Some(manifest)).await;
     // Real kubectl's rollout logic accepts the lab's StatefulSet status.
-    let out = kubectl(
+    kubectl_ok(
         &env,
         &["rollout", "status", "sts/db", "--timeout=60s"],
         None,
     )
     .await;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let out = kubectl(&env, &["get", "sts", "db"], None).await;
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(table.contains("db") && table.contains("2/2"), "{table}");
@@ -599,23 +601,13 @@ spec:
         None,
     )
     .await);
-    let out = kubectl(&env, &["delete", "pod", "db-0", "--wait=true"], None).await;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = kubectl(
+    kubectl_ok(&env, &["delete", "pod", "db-0", "--wait=true"], None).await;
+    kubectl_ok(
         &env,
         &["rollout", "status", "sts/db", "--timeout=60s"],
         None,
     )
     .await;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let new = uid(kubectl(
         &env,
         &["get", "pod", "db-0", "-o", "jsonpath={.metadata.uid}"],
@@ -639,12 +631,7 @@ spec:
     }
 
     // Scaled down: the highest ordinal goes.
-    let out = kubectl(&env, &["scale", "sts/db", "--replicas=1"], None).await;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    kubectl_ok(&env, &["scale", "sts/db", "--replicas=1"], None).await;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let pods = kubectl(
