@@ -380,6 +380,42 @@ pub async fn concurrency(
     }
 }
 
+/// Streams `n` bytes (a pattern seeded by `seed`, in 64 KiB writes 2 ms apart) to an echo server
+/// at `addr`, half-closes, and checks the same bytes come back; shared by `forward-scenarios` and
+/// the `forward` tests.
+pub async fn stream_echo(addr: SocketAddr, seed: u64, n: usize) -> Result<(), String> {
+    let s = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    let (mut rd, mut wr) = s.into_split();
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let data: Vec<u8> = (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    let want: [u8; 32] = Sha256::digest(&data).into();
+    let w = tokio::spawn(async move {
+        for chunk in data.chunks(64 * 1024) {
+            wr.write_all(chunk).await?;
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        wr.shutdown().await
+    });
+    let mut got = Vec::new();
+    let read = rd.read_to_end(&mut got).await;
+    let wrote = w.await.map_err(|e| e.to_string())?;
+    read.map_err(|e| format!("read after {} bytes: {e}", got.len()))?;
+    wrote.map_err(|e| format!("write: {e}"))?;
+    let have: [u8; 32] = Sha256::digest(&got).into();
+    if have == want {
+        Ok(())
+    } else {
+        Err(format!("{} of {n} bytes back, content differs", got.len()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

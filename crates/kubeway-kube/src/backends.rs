@@ -10,6 +10,7 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::api::{Api, ListParams};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -101,6 +102,32 @@ where
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// The pod selector of the workload `kind`/`name` in `ns`, or why there is none.
+async fn workload_selector<K>(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    kind: &str,
+    selector: impl FnOnce(K) -> LabelSelector,
+) -> Result<LabelSelector, KubeError>
+where
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), ns);
+    let found = api
+        .get_opt(name)
+        .await
+        .map_err(api_err(format!("getting {kind} {name}")))?;
+    match found {
+        Some(obj) => Ok(selector(obj)),
+        None => Err(not_found(kind, name, ns, names(&api).await)),
+    }
 }
 
 fn api_err(what: String) -> impl FnOnce(kube::Error) -> KubeError {
@@ -330,54 +357,39 @@ pub async fn watch_backends(
         }
         TargetKind::Deployment | TargetKind::StatefulSet | TargetKind::ReplicaSet => {
             let (kind, selector) = match target.kind {
-                TargetKind::Deployment => {
-                    let api: Api<Deployment> = Api::namespaced(client.clone(), &ns);
-                    let d = api
-                        .get_opt(&target.name)
-                        .await
-                        .map_err(api_err(format!("getting deployment {}", target.name)))?;
-                    let Some(d) = d else {
-                        return Err(not_found(
-                            "deployment",
-                            &target.name,
-                            &ns,
-                            names(&api).await,
-                        ));
-                    };
-                    ("deployment", d.spec.selector)
-                }
-                TargetKind::StatefulSet => {
-                    let api: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
-                    let d = api
-                        .get_opt(&target.name)
-                        .await
-                        .map_err(api_err(format!("getting statefulset {}", target.name)))?;
-                    let Some(d) = d else {
-                        return Err(not_found(
-                            "statefulset",
-                            &target.name,
-                            &ns,
-                            names(&api).await,
-                        ));
-                    };
-                    ("statefulset", d.spec.selector)
-                }
-                _ => {
-                    let api: Api<ReplicaSet> = Api::namespaced(client.clone(), &ns);
-                    let d = api
-                        .get_opt(&target.name)
-                        .await
-                        .map_err(api_err(format!("getting replicaset {}", target.name)))?;
-                    let Some(d) = d else {
-                        return Err(not_found(
-                            "replicaset",
-                            &target.name,
-                            &ns,
-                            names(&api).await,
-                        ));
-                    };
-                    ("replicaset", d.spec.selector)
-                }
+                TargetKind::Deployment => (
+                    "deployment",
+                    workload_selector::<Deployment>(
+                        &client,
+                        &ns,
+                        &target.name,
+                        "deployment",
+                        |d| d.spec.selector,
+                    )
+                    .await?,
+                ),
+                TargetKind::StatefulSet => (
+                    "statefulset",
+                    workload_selector::<StatefulSet>(
+                        &client,
+                        &ns,
+                        &target.name,
+                        "statefulset",
+                        |d| d.spec.selector,
+                    )
+                    .await?,
+                ),
+                _ => (
+                    "replicaset",
+                    workload_selector::<ReplicaSet>(
+                        &client,
+                        &ns,
+                        &target.name,
+                        "replicaset",
+                        |d| d.spec.selector,
+                    )
+                    .await?,
+                ),
             };
             let labels: BTreeMap<String, String> = selector.match_labels.unwrap_or_default();
             let label = labels

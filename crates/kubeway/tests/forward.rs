@@ -15,7 +15,6 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kubeway_lab::LabSpec;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
@@ -273,40 +272,6 @@ async fn a_rollout_under_load_loses_nothing() {
     );
 }
 
-/// Streams `n` bytes to echo and checks they come back identical.
-async fn stream_echo(addr: SocketAddr, seed: u64, n: usize) -> Result<(), String> {
-    let s = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-    let (mut rd, mut wr) = s.into_split();
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let data: Vec<u8> = (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
-    let want: [u8; 32] = Sha256::digest(&data).into();
-    let w = tokio::spawn(async move {
-        for chunk in data.chunks(64 * 1024) {
-            wr.write_all(chunk).await?;
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-        wr.shutdown().await
-    });
-    let mut got = Vec::new();
-    rd.read_to_end(&mut got).await.map_err(|e| e.to_string())?;
-    w.await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
-    let have: [u8; 32] = Sha256::digest(&got).into();
-    if have == want {
-        Ok(())
-    } else {
-        Err(format!("{} bytes back, content differs", got.len()))
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_reset_connection_leaves_the_others_intact() {
     let env = Env::start(LabSpec::default()).await;
@@ -315,7 +280,8 @@ async fn one_reset_connection_leaves_the_others_intact() {
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..20u64 {
         let addr = fw.local;
-        tasks.spawn(async move { stream_echo(addr, i + 1, 2 << 20).await });
+        tasks
+            .spawn(async move { kubeway_bench::workload::stream_echo(addr, i + 1, 2 << 20).await });
     }
     // The pod resets this one connection while the 20 stream.
     tokio::time::sleep(Duration::from_millis(50)).await;

@@ -19,7 +19,6 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kubeway_lab::{Lab, LabSpec};
 use serde::Serialize;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
@@ -730,48 +729,17 @@ async fn spread(fw: &Forward) -> Cell {
     cell
 }
 
-/// Streams `n` bytes to echo and checks they come back identical.
-async fn stream_echo(addr: SocketAddr, seed: u64, n: usize) -> Result<(), String> {
-    let s = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-    let (mut rd, mut wr) = s.into_split();
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let data: Vec<u8> = (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
-    let want: [u8; 32] = Sha256::digest(&data).into();
-    let w = tokio::spawn(async move {
-        for chunk in data.chunks(64 * 1024) {
-            wr.write_all(chunk).await?;
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-        wr.shutdown().await
-    });
-    let mut got = Vec::new();
-    let read = rd.read_to_end(&mut got).await;
-    let wrote = w.await.map_err(|e| e.to_string())?;
-    read.map_err(|e| format!("read after {} bytes: {e}", got.len()))?;
-    wrote.map_err(|e| format!("write: {e}"))?;
-    let have: [u8; 32] = Sha256::digest(&got).into();
-    if have == want {
-        Ok(())
-    } else {
-        Err(format!("{} of {n} bytes back, content differs", got.len()))
-    }
-}
-
 async fn isolation(fw: &Forward) -> anyhow::Result<Cell> {
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..20u64 {
         let addr = fw.local;
         tasks.spawn(async move {
-            tokio::time::timeout(Duration::from_secs(60), stream_echo(addr, i + 1, 2 << 20))
-                .await
-                .unwrap_or_else(|_| Err("timed out after 60 s".into()))
+            tokio::time::timeout(
+                Duration::from_secs(60),
+                kubeway_bench::workload::stream_echo(addr, i + 1, 2 << 20),
+            )
+            .await
+            .unwrap_or_else(|_| Err("timed out after 60 s".into()))
         });
     }
     // The pod resets this one connection while the 20 stream.
