@@ -857,8 +857,8 @@ impl Lab {
         api.close();
         api.wait().await;
         if let Some(b) = &self.boundary {
-            // Give pods' tasks a moment to close their sockets, then remove the namespaces.
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            // A socket still closing keeps its namespace alive unnamed, but the veth goes first,
+            // so nothing routes through it meanwhile.
             b.teardown();
         }
     }
