@@ -218,7 +218,7 @@ impl tokio::io::AsyncWrite for Conn {
     }
 }
 
-fn addresses(spec: &str) -> Result<Vec<IpAddr>> {
+pub(crate) fn addresses(spec: &str) -> Result<Vec<IpAddr>> {
     let mut out = Vec::new();
     for a in spec.split(',').map(str::trim).filter(|a| !a.is_empty()) {
         if a == "localhost" {
@@ -243,7 +243,7 @@ async fn bind(ip: IpAddr, port: u16) -> Result<TcpListener> {
         .map_err(|e| match e.kind() {
             std::io::ErrorKind::AddrInUse => anyhow::anyhow!(
                 "local port {port} on {ip} is already in use: pick another (`{}:REMOTE`), or `:REMOTE` for a free one",
-                port + 1
+                port.checked_add(1).unwrap_or(port.saturating_sub(1))
             ),
             std::io::ErrorKind::PermissionDenied => anyhow::anyhow!(
                 "binding {ip}:{port} needs root or CAP_NET_BIND_SERVICE (ports below 1024 are privileged): use a port ≥ 1024, e.g. `8080:{port}`"

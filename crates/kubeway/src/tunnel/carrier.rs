@@ -185,7 +185,7 @@ impl Fallback {
 
     fn avoid(&self) {
         *self.avoid_until.lock().unwrap_or_else(|e| e.into_inner()) =
-            Some(Instant::now() + AVOID_NODE_PORT);
+            Instant::now().checked_add(AVOID_NODE_PORT);
     }
 
     /// One connection: the NodePort, else (or while it is avoided) the forward.
