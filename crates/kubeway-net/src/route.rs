@@ -39,8 +39,16 @@ pub enum RouteError {
         existing_dest: String,
     },
     /// Not a range kubeway routes.
-    #[error("{net} via {via} is not a route kubeway adds: {why}")]
-    NotAServiceRoute {
+    #[error("{net} is not a Service range kubeway routes: {why}")]
+    NotAServiceRange {
+        /// The range.
+        net: Ipv4Net,
+        /// Why not.
+        why: &'static str,
+    },
+    /// Not a gateway kubeway routes through.
+    #[error("{via} is not a node address kubeway routes {net} through: {why}")]
+    NotAGateway {
         /// The range.
         net: Ipv4Net,
         /// The gateway.
@@ -167,7 +175,27 @@ impl RouteLine {
 /// link-local, multicast and the reserved blocks, through a unicast gateway outside the range.
 /// A journal naming anything else was not written by kubeway and is refused.
 pub fn check_service_route(net: Ipv4Net, via: Ipv4Addr) -> Result<(), RouteError> {
-    let refuse = |why| Err(RouteError::NotAServiceRoute { net, via, why });
+    check_service_range(net)?;
+    let refuse = |why| Err(RouteError::NotAGateway { net, via, why });
+    if via.is_loopback()
+        || via.is_multicast()
+        || via.is_broadcast()
+        || via.is_unspecified()
+        || via.is_link_local()
+    {
+        return refuse("not a unicast address");
+    }
+    if net.contains(&via) {
+        return refuse("it is inside the range it would route");
+    }
+    Ok(())
+}
+
+/// Checks that `net` is what a Service range can be: unicast, at most 2^20 addresses (a /12 or
+/// longer prefix, kube-apiserver's limit for IPv4), outside loopback, link-local, multicast and
+/// the reserved blocks.
+pub fn check_service_range(net: Ipv4Net) -> Result<(), RouteError> {
+    let refuse = |why| Err(RouteError::NotAServiceRange { net, why });
     let first = net.network();
     if net.prefix_len() < 12 {
         return refuse("a Service range holds at most 2^20 addresses (a /12 or longer prefix)");
@@ -180,18 +208,7 @@ pub fn check_service_route(net: Ipv4Net, via: Ipv4Addr) -> Result<(), RouteError
         || first.octets()[0] == 0
         || first.octets()[0] >= 240
     {
-        return refuse("the range is not one that unicast traffic is routed to");
-    }
-    if via.is_loopback()
-        || via.is_multicast()
-        || via.is_broadcast()
-        || via.is_unspecified()
-        || via.is_link_local()
-    {
-        return refuse("the gateway is not a node address");
-    }
-    if net.contains(&via) {
-        return refuse("the gateway is inside the range it would route");
+        return refuse("it is not a range unicast traffic is routed to");
     }
     Ok(())
 }

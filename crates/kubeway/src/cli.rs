@@ -477,8 +477,16 @@ pub fn validate(cli: &Cli) -> Result<()> {
             if let Some(name) = &a.service {
                 Target::parse(name, TargetKind::Service).context("reading the service")?;
             }
-            if !matches!(a.scheme.as_str(), "http" | "https") {
-                bail!("--scheme {} is not http or https", quote(&a.scheme));
+            let scheme_ok = a.scheme.len() <= 32
+                && a.scheme.starts_with(|c: char| c.is_ascii_lowercase())
+                && a.scheme.chars().all(|c| {
+                    c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '+' | '-' | '.')
+                });
+            if !scheme_ok {
+                bail!(
+                    "--scheme {} is not a URL scheme: write e.g. http or https",
+                    quote(&a.scheme)
+                );
             }
         }
         Command::Tunnel(a) => {
@@ -486,10 +494,7 @@ pub fn validate(cli: &Cli) -> Result<()> {
                 bail!("-n/--namespace and -A/--all-namespaces exclude each other: pick one");
             }
             if let Some(net) = a.service_cidr {
-                kubeway_net::route::check_service_route(net, std::net::Ipv4Addr::new(192, 0, 2, 1))
-                    .map_err(|_| anyhow::anyhow!(
-                        "--service-cidr {net} is not a Service range: a unicast IPv4 range of a /12 or longer prefix, outside loopback, link-local and multicast"
-                    ))?;
+                kubeway_net::route::check_service_range(net).context("--service-cidr")?;
             }
         }
         Command::Env(_) => {}
