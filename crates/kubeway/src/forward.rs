@@ -536,24 +536,23 @@ pub async fn run(cli: &Cli, args: &ForwardArgs) -> Result<()> {
     .await?;
     let status = spawn_status_line(stats.clone(), out, cancel.clone());
 
-    // Run until Ctrl-C, or until a single-pod target is deleted.
+    // Run until Ctrl-C, or until a single-pod target is deleted. One receiver per router, kept
+    // across turns, so a value once seen is not seen again (a fresh clone would see every value
+    // as new and turn this into a busy loop).
+    let mut watches: Vec<_> = routers.iter().map(|(_, r)| r.backends.clone()).collect();
     let pod_gone = async {
         loop {
-            for (_, r) in &routers {
-                if let Some(msg) = r.backends.borrow().pod_gone.clone() {
+            for rx in &mut watches {
+                if let Some(msg) = rx.borrow_and_update().pod_gone.clone() {
                     return msg;
                 }
             }
-            let mut waits: Vec<_> = routers
-                .iter()
-                .map(|(_, r)| {
-                    let mut rx = r.backends.clone();
-                    Box::pin(async move {
-                        let _ = rx.changed().await;
-                    })
-                })
-                .collect();
-            futures::future::select_all(waits.drain(..)).await;
+            let waits = watches.iter_mut().map(|rx| Box::pin(rx.changed()));
+            let (changed, _, _) = futures::future::select_all(waits).await;
+            if changed.is_err() {
+                // The watch ended (cancelled): nothing more will change.
+                std::future::pending::<()>().await;
+            }
         }
     };
     let ended_by = tokio::select! {
