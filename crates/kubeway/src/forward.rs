@@ -428,18 +428,24 @@ pub fn serve_routed(
     stats: Arc<Stats>,
     cancel: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(kubeway_net::serve(listener, cancel, stats, move |peer| {
-        let r = router.clone();
-        async move {
-            r.dial().await.map_err(|e| {
-                r.out.event(
-                    format!("connection from {peer} failed: {e}"),
-                    json!({"event": "connection_error", "peer": peer.to_string(), "error": e}),
-                );
-                e
-            })
-        }
-    }))
+    tokio::spawn(kubeway_net::serve_connect(
+        listener,
+        cancel,
+        stats,
+        Duration::from_secs(2),
+        move |peer: SocketAddr| {
+            let r = router.clone();
+            async move {
+                r.dial().await.map_err(|e| {
+                    r.out.event(
+                        format!("connection from {peer} failed: {e}"),
+                        json!({"event": "connection_error", "peer": peer.to_string(), "error": e}),
+                    );
+                    e
+                })
+            }
+        },
+    ))
 }
 
 /// Opens a forward that reports nothing (for `kubeway open`, which prints its own table).

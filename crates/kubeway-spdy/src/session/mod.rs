@@ -610,7 +610,9 @@ impl Session {
             return None;
         }
         let since = shared.paused_since_ms.load(Ordering::SeqCst);
-        Some(Duration::from_millis(shared.elapsed_ms().saturating_sub(since)))
+        Some(Duration::from_millis(
+            shared.elapsed_ms().saturating_sub(since),
+        ))
     }
 
     /// Resolves once the session has closed and its tasks have stopped.

@@ -523,10 +523,14 @@ async fn a_paused_consumer_loses_nothing_and_the_pause_is_visible() {
     s.read_exact(&mut first).await.unwrap();
     // Stop reading for a minute (virtual time): the reader pauses and says so.
     tokio::time::sleep(Duration::from_secs(60)).await;
-    let paused = client.paused_for().expect("the reader is paused on the full buffer");
+    let paused = client
+        .paused_for()
+        .expect("the reader is paused on the full buffer");
     assert!(paused >= Duration::from_secs(30), "paused for {paused:?}");
     let mut rest = Vec::new();
-    s.read_to_end(&mut rest).await.expect("a clean end, not a reset");
+    s.read_to_end(&mut rest)
+        .await
+        .expect("a clean end, not a reset");
     first.extend_from_slice(&rest);
     let sent = server.await.unwrap();
     assert_eq!(first.len(), sent.len());

@@ -365,10 +365,16 @@ impl Carrier {
             Carrier::NodePort { addr, fallback, .. } => {
                 let addr = *addr;
                 let fallback = fallback.clone();
-                tokio::spawn(kubeway_net::serve(listener, cancel, stats, move |_| {
-                    let fallback = fallback.clone();
-                    async move { fallback.dial(addr).await }
-                }))
+                tokio::spawn(kubeway_net::serve_connect(
+                    listener,
+                    cancel,
+                    stats,
+                    Duration::from_secs(2),
+                    move |_| {
+                        let fallback = fallback.clone();
+                        async move { fallback.dial(addr).await }
+                    },
+                ))
             }
             Carrier::Forward { router, .. } => {
                 serve_routed(listener, router.clone(), stats, cancel)
