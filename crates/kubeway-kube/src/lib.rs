@@ -59,8 +59,8 @@ pub enum KubeError {
         #[source]
         source: kube::Error,
     },
-    /// The Service has no port matching the request.
-    #[error("service {service} has no port {port}; its ports are: {known}")]
+    /// The target has no port matching the request.
+    #[error("{service} has no port {port}; its ports are: {known}")]
     NoSuchPort {
         /// Service name.
         service: String,
@@ -87,6 +87,13 @@ pub enum KubeError {
         what: String,
         /// Near names, or what to check.
         hint: String,
+    },
+    /// A watch failed before it listed anything (the text names the API layer, the status
+    /// and what to do).
+    #[error("{message}")]
+    Watch {
+        /// What happened.
+        message: String,
     },
     /// The port is not TCP.
     #[error(
