@@ -670,6 +670,7 @@ mod tests {
             id.clone(),
             &[ip],
             &[0],
+            &PodLife::default(),
         )
         .await
         .expect("start");
@@ -688,6 +689,7 @@ mod tests {
             id,
             &[ip],
             &[0],
+            &PodLife::default(),
         )
         .await
         .expect("start");
