@@ -445,6 +445,9 @@ async fn two_rollouts_under_500_streams_lose_almost_nothing_and_what_they_lose_i
             None,
         )
         .await;
+        // kubectl refuses a second restart within the second of the first (its annotation
+        // has a one-second resolution).
+        tokio::time::sleep(Duration::from_millis(1500)).await;
         kubectl(env_ref, &["rollout", "restart", "deployment/blob"], None).await;
         kubectl(
             env_ref,
