@@ -155,10 +155,18 @@ fn failures_to(notes: Notes) -> kubeway_engine::Events {
             if c.end == kubeway_engine::End::Aborted {
                 return;
             }
-            let via = c.pod.as_deref().map(|p| format!(" (pod {p})")).unwrap_or_default();
+            let via = c
+                .pod
+                .as_deref()
+                .map(|p| format!(" (pod {p})"))
+                .unwrap_or_default();
             let text = format!(
                 "connection {}: {} -> {} port {}{via}: {}",
-                if c.end == kubeway_engine::End::Failed { "failed" } else { "cut, the client was reset" },
+                if c.end == kubeway_engine::End::Failed {
+                    "failed"
+                } else {
+                    "cut, the client was reset"
+                },
                 c.local,
                 c.target,
                 c.remote,
