@@ -1,7 +1,10 @@
 //! kubeway's host side: accept loops that hand each local connection to a connector,
 //! byte-exact bidirectional copies that carry half-close, reachability probes, and host
 //! addresses for Services ([`loopback`]), and kernel routes for `tunnel --route` ([`route`]).
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 mod carry;
 // User-given ports and addresses are computed with here: no arithmetic that can overflow.
