@@ -100,7 +100,8 @@ fn main() -> ExitCode {
         }
     };
     let filter = match cli.verbose {
-        0 => "warn",
+        // kubeway reports watch failures itself (once, with the status and what to do).
+        0 => "warn,kube_runtime::watcher=error",
         1 => "info,kubeway=info",
         2 => "debug,hyper=info,rustls=info",
         _ => "trace",

@@ -361,6 +361,7 @@ async fn a_tunnel_with_a_rejected_token_or_rbac_ends_at_once_naming_the_status()
         err.contains("403 Forbidden") && err.contains("kubectl auth can-i list services"),
         "{err}"
     );
+    assert_eq!(err.matches("403").count(), 1, "said once: {err}");
     env.lab.allow_all();
     // Nothing is left of either attempt.
     let left: Vec<_> = std::fs::read_dir(&state)
