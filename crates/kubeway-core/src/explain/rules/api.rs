@@ -7,7 +7,6 @@ impl Engine<'_> {
     /// The API server answers; `false` stops the path there.
     pub(super) fn api_server(&mut self) -> bool {
         let f = self.f;
-        let ctx = &f.context;
         let server = if f.api.server.is_empty() {
             "the API server".to_string()
         } else {
@@ -15,37 +14,7 @@ impl Engine<'_> {
         };
         match f.api.reachable {
             Tri::No => {
-                let error = f
-                    .api
-                    .error
-                    .clone()
-                    .unwrap_or_else(|| "no answer".to_string());
-                let cause = format!(
-                    "The API server at {server} does not answer ({}): is the cluster running?",
-                    one_line(&error)
-                );
-                let fixes = start_commands(self.provider, &ctx.name)
-                    .into_iter()
-                    .map(|(a, c)| Fix::run(a, c))
-                    .collect();
-                self.set(
-                    HopKind::ApiServer,
-                    "API server",
-                    format!("{server} answers"),
-                    one_line(&error),
-                    Status::Broken,
-                );
-                self.find(
-                    FindingKind::ApiUnreachable,
-                    HopKind::ApiServer,
-                    Layer::Api,
-                    Severity::Broken,
-                    cause,
-                    fixes,
-                    vec![],
-                    "the API server does not answer".to_string(),
-                );
-                self.fill_unknown("the API server does not answer");
+                self.api_refused(&server);
                 false
             }
             Tri::Yes => {
@@ -209,5 +178,274 @@ impl Engine<'_> {
             vec![WayKind::PortForward],
             "RBAC denies pods/portforward".to_string(),
         );
+    }
+
+    /// The API server did not answer, or refused: name what happened as an API-layer verdict.
+    fn api_refused(&mut self, server: &str) {
+        let f = self.f;
+        let ctx = &f.context;
+        let error = f
+            .api
+            .error
+            .clone()
+            .or_else(|| f.api.failure.as_ref().map(|x| x.message.clone()))
+            .unwrap_or_else(|| "no answer".to_string());
+        let kind = f
+            .api
+            .failure
+            .as_ref()
+            .map(|x| x.kind)
+            .unwrap_or(ApiFailureKind::Unreachable);
+        let user = f
+            .api
+            .user
+            .clone()
+            .unwrap_or_else(|| "the context's user".to_string());
+        let (finding, cause, fixes, observed, aside) = match kind {
+            ApiFailureKind::Unauthorized => {
+                let creds = f
+                    .api
+                    .credentials
+                    .clone()
+                    .unwrap_or_else(|| "credentials".to_string());
+                let mut fixes = vec![Fix::run(
+                    "see which user and cluster the context uses",
+                    format!(
+                        "kubectl config view --minify --context {}",
+                        shell_word(&ctx.name)
+                    ),
+                )];
+                fixes.extend(
+                    refresh_commands(self.provider, &ctx.name, &creds)
+                        .into_iter()
+                        .map(|(a, c)| Fix::run(a, c)),
+                );
+                (
+                    FindingKind::ApiUnauthorized,
+                    format!(
+                        "The API server at {server} rejected the credentials of user {user} (401 Unauthorized): the {creds} in the kubeconfig is expired, revoked or meant for another cluster."
+                    ),
+                    fixes,
+                    "401 Unauthorized: credentials rejected".to_string(),
+                    "the credentials were rejected".to_string(),
+                )
+            }
+            ApiFailureKind::Forbidden => {
+                let what = forbidden_words(f.api.failure.as_ref());
+                (
+                    FindingKind::ApiForbidden,
+                    format!(
+                        "The API server at {server} refused user {user} (403 Forbidden): {what}."
+                    ),
+                    vec![Fix::run(
+                        "see what you may do",
+                        format!("kubectl auth can-i --list{}", self.ns),
+                    )],
+                    "403 Forbidden".to_string(),
+                    "RBAC refused the request".to_string(),
+                )
+            }
+            ApiFailureKind::TimedOut => (
+                FindingKind::ApiUnreachable,
+                format!(
+                    "The API server at {server} did not answer in time: is the cluster running, or is a VPN or proxy in the way?"
+                ),
+                start_commands(self.provider, &ctx.name)
+                    .into_iter()
+                    .map(|(a, c)| Fix::run(a, c))
+                    .collect(),
+                "timed out".to_string(),
+                "the API server does not answer".to_string(),
+            ),
+            ApiFailureKind::Unreachable | ApiFailureKind::Other => (
+                FindingKind::ApiUnreachable,
+                format!(
+                    "The API server at {server} cannot be reached ({}): is the cluster running?",
+                    trim_period(&one_line(&error))
+                ),
+                start_commands(self.provider, &ctx.name)
+                    .into_iter()
+                    .map(|(a, c)| Fix::run(a, c))
+                    .collect(),
+                one_line(&error),
+                "the API server does not answer".to_string(),
+            ),
+        };
+        self.set(
+            HopKind::ApiServer,
+            "API server",
+            format!("{server} answers"),
+            observed,
+            Status::Broken,
+        );
+        self.find(
+            finding,
+            HopKind::ApiServer,
+            Layer::Api,
+            Severity::Broken,
+            cause,
+            fixes,
+            vec![],
+            aside,
+        );
+        self.fill_unknown(match finding {
+            FindingKind::ApiUnauthorized => "the API server rejected the credentials",
+            FindingKind::ApiForbidden => "the API server refused the request",
+            _ => "the API server does not answer",
+        });
+    }
+
+    /// Reading the target was refused (403) or failed: the question cannot be answered.
+    /// `false` stops the path there.
+    pub(super) fn target_readable(&mut self) -> bool {
+        let f = self.f;
+        let Some(failure) = f.api_failures.iter().find(|x| {
+            x.verb.as_deref() == Some("get")
+                && x.resource.as_deref() == Some(f.target.kind.plural())
+        }) else {
+            return true;
+        };
+        let user = f
+            .api
+            .user
+            .clone()
+            .unwrap_or_else(|| "the context's user".to_string());
+        let (hop, what) = match f.target.kind {
+            TargetKind::Service => (HopKind::Service, "Service"),
+            TargetKind::Pod => (HopKind::Pods, "pod"),
+            _ => (HopKind::Selector, "workload"),
+        };
+        let resource = f.target.kind.plural();
+        let (kind, cause, fixes, observed) = match failure.kind {
+            ApiFailureKind::Forbidden => (
+                FindingKind::ApiForbidden,
+                format!(
+                    "RBAC does not let user {user} get {resource} in namespace {} (403 Forbidden), so {} {} cannot be read.",
+                    f.namespace, what, f.target.name
+                ),
+                vec![
+                    Fix::run(
+                        "check what you may do",
+                        format!("kubectl auth can-i get {resource}{}", self.ns),
+                    ),
+                    Fix::run(
+                        "have an admin grant it with a Role (and a RoleBinding to you)",
+                        format!(
+                            "kubectl create role {resource}-reader{} --verb=get,list,watch --resource={resource},pods,endpointslices",
+                            self.ns
+                        ),
+                    ),
+                ],
+                format!("403 Forbidden: get {resource}"),
+            ),
+            ApiFailureKind::Unauthorized => (
+                FindingKind::ApiUnauthorized,
+                format!(
+                    "The API server rejected the credentials of user {user} (401 Unauthorized) when reading {what} {}.",
+                    f.target.name
+                ),
+                vec![Fix::run(
+                    "see which user and cluster the context uses",
+                    format!(
+                        "kubectl config view --minify --context {}",
+                        shell_word(&f.context.name)
+                    ),
+                )],
+                "401 Unauthorized".to_string(),
+            ),
+            _ => (
+                FindingKind::ApiUnreachable,
+                format!(
+                    "Reading {what} {} from the API server at {} failed: {}.",
+                    f.target.name,
+                    f.api.server,
+                    trim_period(&one_line(&failure.message))
+                ),
+                vec![Fix::run(
+                    "retry with kubectl to see its view",
+                    format!(
+                        "kubectl get {resource}{} {}",
+                        self.ns,
+                        shell_word(&f.target.name)
+                    ),
+                )],
+                one_line(&failure.message),
+            ),
+        };
+        self.set(
+            hop,
+            format!("{what} {}", f.target.name),
+            format!("get {resource} in namespace {}", f.namespace),
+            observed,
+            Status::Broken,
+        );
+        self.find(
+            kind,
+            hop,
+            Layer::Api,
+            Severity::Broken,
+            cause,
+            fixes,
+            vec![],
+            "the target could not be read".to_string(),
+        );
+        self.fill_unknown("the target could not be read");
+        false
+    }
+
+    /// Requests besides the target's that failed: each leaves a hop unchecked, and says so.
+    pub(super) fn api_request_warnings(&mut self) {
+        let f = self.f;
+        let target_get = |x: &&ApiFailure| {
+            x.verb.as_deref() == Some("get")
+                && x.resource.as_deref() == Some(f.target.kind.plural())
+        };
+        for failure in f.api_failures.iter().filter(|x| !target_get(x)) {
+            let asked = match (&failure.verb, &failure.resource) {
+                (Some(v), Some(r)) => format!("{v} {r}"),
+                (_, Some(r)) => r.clone(),
+                _ => "a request".to_string(),
+            };
+            let status = match failure.status {
+                Some(403) => " (403 Forbidden)".to_string(),
+                Some(401) => " (401 Unauthorized)".to_string(),
+                Some(s) => format!(" ({s})"),
+                None => String::new(),
+            };
+            let verb_res = asked.clone();
+            self.find(
+                FindingKind::ApiRequestFailed,
+                HopKind::ApiServer,
+                Layer::Api,
+                Severity::Warning,
+                format!(
+                    "The API server refused to {asked}{status}, so what depends on it was not checked: {}.",
+                    trim_period(&one_line(&failure.message))
+                ),
+                vec![Fix::run(
+                    "check what you may do",
+                    format!("kubectl auth can-i {verb_res}{}", self.ns),
+                )],
+                vec![],
+                format!("could not {asked}"),
+            );
+        }
+    }
+}
+
+/// What a 403 was about, in words.
+fn forbidden_words(failure: Option<&ApiFailure>) -> String {
+    match failure {
+        Some(ApiFailure {
+            verb: Some(v),
+            resource: Some(r),
+            namespace,
+            ..
+        }) => match namespace {
+            Some(ns) => format!("it may not {v} {r} in namespace {ns}"),
+            None => format!("it may not {v} {r}"),
+        },
+        Some(x) => trim_period(&one_line(&x.message)).to_string(),
+        None => "the request was denied".to_string(),
     }
 }

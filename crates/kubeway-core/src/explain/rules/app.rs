@@ -4,8 +4,25 @@
 use super::*;
 
 impl Engine<'_> {
+    /// Whether a pod is on the path: ready (traffic goes to ready pods only), or the pod the
+    /// target names.
+    pub(super) fn on_path(&self, pod: &str) -> bool {
+        self.f.target.kind == TargetKind::Pod
+            || self.f.pods.iter().any(|p| p.name == pod && p.ready)
+    }
+
+    /// The pod-IP probe of a pod.
+    pub(super) fn pod_ip_probe(&self, pod: &str) -> Option<&PodIpProbe> {
+        self.f.pod_ip_probes.iter().find(|p| p.pod == pod)
+    }
+
     pub(super) fn port_forward_outcome(&self) -> PfOutcome {
-        let probes = &self.f.portforward;
+        let probes: Vec<&PortForwardProbe> = self
+            .f
+            .portforward
+            .iter()
+            .filter(|p| self.on_path(&p.pod))
+            .collect();
         if probes.is_empty() {
             return PfOutcome::NotProbed;
         }
@@ -23,8 +40,8 @@ impl Engine<'_> {
                 refused,
             };
         }
-        let classified: Vec<(PfError, &crate::explain::PortForwardProbe)> = probes
-            .iter()
+        let classified: Vec<(PfError, &PortForwardProbe)> = probes
+            .into_iter()
             .map(|p| {
                 (
                     p.error
@@ -68,7 +85,14 @@ impl Engine<'_> {
             Some(p) => format!("process :{p}"),
             None => "process".to_string(),
         };
-        match self.pf.clone() {
+        let outcome = self.pf.clone();
+        if !matches!(outcome, PfOutcome::Ok { .. }) {
+            self.localhost_only_not_ready();
+            if self.has(FindingKind::ListensOnLocalhostOnly) {
+                return;
+            }
+        }
+        match outcome {
             PfOutcome::NotProbed => {
                 self.set(
                     HopKind::Process,
@@ -88,39 +112,7 @@ impl Engine<'_> {
                     hop.observed =
                         format!("not declared as a containerPort, but the app answers on {port}");
                 }
-                if refused.is_empty() {
-                    self.set(
-                        HopKind::Process,
-                        format!("process :{port}"),
-                        "accepts on localhost inside the pod (port-forward)",
-                        format!("pod {pod} accepted on localhost:{port}"),
-                        Status::Ok,
-                    );
-                } else {
-                    self.set(
-                        HopKind::Process,
-                        format!("process :{port}"),
-                        "accepts on localhost inside the pod (port-forward)",
-                        format!("pod {pod} accepted; {} refused", join_and(&refused)),
-                        Status::Warning,
-                    );
-                    self.find(
-                        FindingKind::SomePodsRefuse,
-                        HopKind::Process,
-                        Layer::App,
-                        Severity::Warning,
-                        format!(
-                            "Pods {} refuse connections on localhost:{port} while {pod} accepts, so a forward to them fails.",
-                            join_and(&refused)
-                        ),
-                        vec![Fix::run(
-                            "compare their logs",
-                            format!("kubectl logs{} {}", self.ns, shell_word(&refused[0])),
-                        )],
-                        vec![WayKind::PortForward],
-                        "some pods refuse on localhost".to_string(),
-                    );
-                }
+                self.accepting(&pod, port, &refused);
             }
             PfOutcome::Refused { pod, port, error } => {
                 self.set(
@@ -145,7 +137,30 @@ impl Engine<'_> {
                     })
                     .unwrap_or_default();
                 let pod_ip = pod_facts.and_then(|p| p.pod_ip.clone());
-                if declared {
+                let ip_answer = self.pod_ip_probe(&pod).map(|p| p.answered);
+                if ip_answer == Some(Tri::Yes) {
+                    let ip_text = pod_ip.map(|ip| format!(" {ip}:{port}")).unwrap_or_default();
+                    self.find(
+                        FindingKind::ListensOnPodAddressOnly,
+                        HopKind::Process,
+                        Layer::App,
+                        Severity::Broken,
+                        format!(
+                            "The app in pod {pod} refuses connections on localhost:{port} but accepts on its pod address{ip_text}: it listens on that address only, which port-forward never dials (Service traffic still reaches it)."
+                        ),
+                        vec![
+                            Fix::say(format!(
+                                "make the app listen on 0.0.0.0:{port} (all interfaces) instead of its pod address, e.g. --host 0.0.0.0"
+                            )),
+                            Fix::run(
+                                "meanwhile, open it through the Service's direct way",
+                                self.open_command(),
+                            ),
+                        ],
+                        vec![WayKind::PortForward],
+                        format!("the app listens on its pod address only, not on localhost:{port}"),
+                    );
+                } else if declared && ip_answer != Some(Tri::No) {
                     let ip_text = pod_ip.map(|ip| format!(" ({ip})")).unwrap_or_default();
                     self.find(
                         FindingKind::ListensOnPodAddressOnly,
@@ -317,5 +332,202 @@ impl Engine<'_> {
                 );
             }
         }
+    }
+
+    /// At least one pod accepts on localhost: check the others, and the pod IPs (where
+    /// Services, NodePorts and the kubelet's probes dial).
+    pub(super) fn accepting(&mut self, pod: &str, port: u16, refused: &[String]) {
+        let f = self.f;
+        let accepted: Vec<&str> = f
+            .portforward
+            .iter()
+            .filter(|p| p.ok && self.on_path(&p.pod))
+            .map(|p| p.pod.as_str())
+            .collect();
+        let ip_refused: Vec<String> = accepted
+            .iter()
+            .filter(|p| self.pod_ip_probe(p).is_some_and(|i| i.answered == Tri::No))
+            .map(|p| p.to_string())
+            .collect();
+        let ip_accepted = accepted
+            .iter()
+            .filter(|p| self.pod_ip_probe(p).is_some_and(|i| i.answered == Tri::Yes))
+            .count();
+        let checked = "accepts on localhost (port-forward) and on the pod IP (API server proxy)";
+        let label = format!("process :{port}");
+        if !ip_refused.is_empty() && ip_accepted == 0 && refused.is_empty() {
+            let first = &ip_refused[0];
+            let ip = f
+                .pods
+                .iter()
+                .find(|p| &p.name == first)
+                .and_then(|p| p.pod_ip.clone())
+                .map(|ip| host_port(&ip, port))
+                .unwrap_or_else(|| format!("its pod IP on port {port}"));
+            let detail = self
+                .pod_ip_probe(first)
+                .and_then(|p| p.detail.clone())
+                .map(|d| format!(" ({})", trim_period(&short_error(&d))))
+                .unwrap_or_default();
+            self.set(
+                HopKind::Process,
+                label,
+                checked,
+                format!("localhost:{port} accepts; pod IP {ip} refuses"),
+                Status::Broken,
+            );
+            self.localhost_only_finding(
+                first,
+                port,
+                &format!("refuses on its pod IP {ip}{detail}"),
+            );
+            return;
+        }
+        let mut bad: Vec<String> = refused.to_vec();
+        bad.extend(ip_refused.iter().cloned());
+        bad.sort();
+        bad.dedup();
+        if bad.is_empty() {
+            let observed = if ip_accepted > 0 {
+                format!(
+                    "{} accept on localhost:{port} and on the pod IP",
+                    plural(accepted.len(), "pod", "pods")
+                )
+            } else {
+                format!(
+                    "{} accept on localhost:{port}",
+                    plural(accepted.len(), "pod", "pods")
+                )
+            };
+            self.set(HopKind::Process, label, checked, observed, Status::Ok);
+            return;
+        }
+        let total = accepted.len() + refused.len();
+        let good: Vec<String> = accepted
+            .iter()
+            .filter(|p| !bad.contains(&p.to_string()))
+            .map(|p| p.to_string())
+            .collect();
+        let how: Vec<String> = bad
+            .iter()
+            .map(|p| {
+                if refused.contains(p) {
+                    let on_ip = match self.pod_ip_probe(p).map(|i| i.answered) {
+                        Some(Tri::Yes) => " (its pod IP accepts: it listens there only)",
+                        _ => "",
+                    };
+                    format!("{p} refuses on localhost:{port}{on_ip}")
+                } else {
+                    format!("{p} refuses on its pod IP (it listens on localhost only)")
+                }
+            })
+            .collect();
+        self.set(
+            HopKind::Process,
+            label,
+            checked,
+            format!("{} of {total} pods refuse: {}", bad.len(), join_and(&bad)),
+            Status::Warning,
+        );
+        let who_good = if good.is_empty() {
+            pod.to_string()
+        } else {
+            join_and(&good)
+        };
+        self.find(
+            FindingKind::SomePodsRefuse,
+            HopKind::Process,
+            Layer::App,
+            Severity::Broken,
+            format!(
+                "{} of the {total} ready pods refuse connections while {who_good} accepts: {}, so connections through the Service or a forward that land there fail.",
+                bad.len(),
+                join_and(&how)
+            ),
+            vec![
+                Fix::run(
+                    format!("compare pod {} with a working one", bad[0]),
+                    format!("kubectl describe pod{} {}", self.ns, shell_word(&bad[0])),
+                ),
+                Fix::run(
+                    "and its log",
+                    format!("kubectl logs{} {}", self.ns, shell_word(&bad[0])),
+                ),
+            ],
+            vec![],
+            "some pods refuse connections".to_string(),
+        );
+    }
+
+    fn localhost_only_finding(&mut self, pod: &str, port: u16, refusal: &str) {
+        self.find(
+            FindingKind::ListensOnLocalhostOnly,
+            HopKind::Process,
+            Layer::App,
+            Severity::Broken,
+            format!(
+                "The app in pod {pod} accepts on localhost:{port} but {refusal}: it listens on 127.0.0.1 only, so port-forward reaches it while the Service, its NodePort and the kubelet's probes cannot."
+            ),
+            vec![
+                Fix::say(format!(
+                    "make the app listen on 0.0.0.0:{port} (all interfaces), e.g. --host 0.0.0.0 or --bind 0.0.0.0"
+                )),
+                Fix::run("meanwhile, reach it through a forward", self.forward_command()),
+            ],
+            vec![
+                WayKind::NodePort,
+                WayKind::LocalhostNodePort,
+                WayKind::LoadBalancer,
+            ],
+            format!("the app listens on localhost:{port} only"),
+        );
+    }
+
+    /// No pod is ready, and the readiness probe dials the pod IP: when port-forward (localhost)
+    /// reaches the app and the pod IP refuses, the app listening on localhost only is why.
+    pub(super) fn localhost_only_not_ready(&mut self) {
+        let f = self.f;
+        if !self.has(FindingKind::ReadinessFailing) {
+            return;
+        }
+        let hit = f.pods.iter().filter(|p| !p.ready).find_map(|p| {
+            let pf = f.portforward.iter().find(|x| x.pod == p.name && x.ok)?;
+            let ip = self.pod_ip_probe(&p.name)?;
+            (ip.answered == Tri::No).then(|| (p, pf.port, ip.detail.clone()))
+        });
+        let Some((pod, port, detail)) = hit else {
+            return;
+        };
+        let probe = pod
+            .containers
+            .iter()
+            .find_map(|c| c.readiness_probe.clone())
+            .map(|p| format!("readiness probe ({} {})", p.kind, p.target))
+            .unwrap_or_else(|| "readiness probe".to_string());
+        let ip = pod
+            .pod_ip
+            .as_ref()
+            .map(|ip| host_port(ip, port))
+            .unwrap_or_else(|| format!("port {port}"));
+        let detail = detail
+            .map(|d| format!(" ({})", trim_period(&short_error(&d))))
+            .unwrap_or_default();
+        self.drafts
+            .retain(|d| d.finding.kind != FindingKind::ReadinessFailing);
+        self.set(
+            HopKind::Process,
+            format!("process :{port}"),
+            "accepts on localhost (port-forward) and on the pod IP (API server proxy)",
+            format!("localhost:{port} accepts; pod IP {ip} refuses"),
+            Status::Broken,
+        );
+        let name = pod.name.clone();
+        self.localhost_only_finding(
+            &name,
+            port,
+            &format!(
+                "refuses on its pod IP {ip}{detail}, where its {probe} dials, so it is never ready"
+            ),
+        );
     }
 }

@@ -21,6 +21,9 @@ impl Engine<'_> {
         if found {
             return true;
         }
+        if f.namespace_found == Tri::No {
+            return self.namespace_missing();
+        }
         let near = near_names(&f.target.name, &f.names_in_namespace);
         let what = match kind {
             TargetKind::Service => "Service",
@@ -390,73 +393,7 @@ impl Engine<'_> {
                     },
                 );
             } else if n == 0 {
-                let misses = selector_near_misses(&sel, &f.namespace_pods);
-                let sel_text = label_text(&sel);
-                let mut cause = format!(
-                    "Service {} selects pods with {sel_text}, but no pod in namespace {} has those labels",
-                    f.target.name, f.namespace
-                );
-                if !misses.is_empty() {
-                    let shown: Vec<String> = misses
-                        .iter()
-                        .take(3)
-                        .map(|m| format!("{} has {}", m.pod, m.has))
-                        .collect();
-                    cause.push_str(&format!(" ({})", shown.join("; ")));
-                }
-                cause.push('.');
-                let mut fixes = vec![Fix::run(
-                    "compare the pods' labels with the selector",
-                    format!("kubectl get pods{} --show-labels", self.ns),
-                )];
-                if let Some((k, v)) = misses.iter().find_map(|m| m.other_value.clone()) {
-                    let mut new_sel = sel.clone();
-                    new_sel.insert(k, v);
-                    let patch = serde_json::json!({"spec": {"selector": new_sel}}).to_string();
-                    fixes.push(Fix::run(
-                        "point the selector at the pods that exist",
-                        format!(
-                            "kubectl patch svc{} {} -p {}",
-                            self.ns,
-                            shell_word(&f.target.name),
-                            shell_word(&patch)
-                        ),
-                    ));
-                }
-                let pod = misses
-                    .first()
-                    .map(|m| m.pod.clone())
-                    .unwrap_or_else(|| "POD".to_string());
-                let labels: Vec<String> = sel
-                    .iter()
-                    .map(|(k, v)| shell_word(&format!("{k}={v}")))
-                    .collect();
-                fixes.push(Fix::run(
-                    "or label the pods (better: fix the labels in their Deployment's template)",
-                    format!(
-                        "kubectl label pod{} {} {} --overwrite",
-                        self.ns,
-                        shell_word(&pod),
-                        labels.join(" ")
-                    ),
-                ));
-                self.set(
-                    HopKind::Selector,
-                    format!("selector {sel_text}"),
-                    "the selector matches pods",
-                    "matches no pods",
-                    Status::Broken,
-                );
-                self.find(
-                    FindingKind::SelectorMatchesNothing,
-                    HopKind::Selector,
-                    Layer::Kubernetes,
-                    Severity::Broken,
-                    cause,
-                    fixes,
-                    vec![],
-                    "the selector matches no pods".to_string(),
-                );
+                self.selector_matches_nothing(&sel);
             } else {
                 self.set(
                     HopKind::Selector,
@@ -474,6 +411,11 @@ impl Engine<'_> {
                 .unwrap_or_else(|| "?".to_string());
             if n == 0 {
                 let replicas = f.workload.as_ref().and_then(|w| w.replicas);
+                let problem = f
+                    .workload
+                    .as_ref()
+                    .and_then(|w| w.problems.first())
+                    .map(condition_words);
                 let (cause, fix) = if replicas == Some(0) {
                     (
                         format!("{} is scaled to 0 replicas, so it has no pods.", self.who),
@@ -483,10 +425,15 @@ impl Engine<'_> {
                         ),
                     )
                 } else {
+                    let why = match problem {
+                        Some(p) => format!("its controller reports {p}"),
+                        None => "its controller could not create them".to_string(),
+                    };
                     (
                         format!(
-                            "{} has no pods with {sel_text}: its controller could not create them.",
-                            self.who
+                            "{} should run {} with {sel_text} but has none: {why}.",
+                            self.who,
+                            plural(replicas.unwrap_or(1) as usize, "pod", "pods")
                         ),
                         Fix::run(
                             "read its events (quota, admission, image or scheduling errors)",
@@ -551,58 +498,7 @@ impl Engine<'_> {
                 observed,
                 Status::Broken,
             );
-            let worst = not_ready
-                .iter()
-                .max_by_key(|p| (p.waiting_reason.is_some(), p.restarts))
-                .copied();
-            let Some(worst) = worst else { return };
-            let why = not_ready_words(worst);
-            let who_pods = if n == 1 {
-                format!("Pod {}", worst.name)
-            } else {
-                format!(
-                    "None of the {n} pods of {} is ready: {}",
-                    self.who, worst.name
-                )
-            };
-            let cause = if n == 1 {
-                format!("{who_pods} is not ready: {why}.")
-            } else {
-                format!("{who_pods} {why}.")
-            };
-            let mut fixes = vec![Fix::run(
-                "read the pod's events and conditions",
-                format!(
-                    "kubectl describe pod{} {}",
-                    self.ns,
-                    shell_word(&worst.name)
-                ),
-            )];
-            if worst.restarts > 0 || worst.waiting_reason.as_deref() == Some("CrashLoopBackOff") {
-                fixes.push(Fix::run(
-                    "read the log of the last crash",
-                    format!(
-                        "kubectl logs{} {} --previous",
-                        self.ns,
-                        shell_word(&worst.name)
-                    ),
-                ));
-            } else {
-                fixes.push(Fix::run(
-                    "read its log",
-                    format!("kubectl logs{} {}", self.ns, shell_word(&worst.name)),
-                ));
-            }
-            self.find(
-                FindingKind::PodsNotReady,
-                HopKind::Pods,
-                Layer::Kubernetes,
-                Severity::Broken,
-                cause,
-                fixes,
-                vec![],
-                "no pod is ready".to_string(),
-            );
+            self.no_pod_ready(&not_ready);
         } else if !not_ready.is_empty() {
             self.set(
                 HopKind::Pods,
@@ -936,9 +832,12 @@ impl Engine<'_> {
             observed,
             Status::Broken,
         );
-        let explained = self.has(FindingKind::SelectorMatchesNothing)
-            || self.has(FindingKind::PodsNotReady)
-            || self.has(FindingKind::TargetPortNameMissing);
+        let explained = self.has(FindingKind::TargetPortNameMissing)
+            || self.drafts.iter().any(|d| {
+                d.finding.severity == Severity::Broken
+                    && (d.finding.hop == HopKind::Selector.id()
+                        || d.finding.hop == HopKind::Pods.id())
+            });
         if explained
             || f.pods.is_empty() && !f.service.as_ref().is_some_and(|s| s.selector.is_empty())
         {
@@ -980,5 +879,581 @@ impl Engine<'_> {
             ],
             "the EndpointSlices have no ready endpoint".to_string(),
         );
+    }
+
+    /// The namespace does not exist: say so, rather than "no Service named … in it".
+    fn namespace_missing(&mut self) -> bool {
+        let f = self.f;
+        let near = near_names(&f.namespace, &f.namespaces);
+        let mut cause = format!("Namespace {} does not exist", f.namespace);
+        if !near.is_empty() {
+            cause.push_str(&format!(" (did you mean {}?)", join_and(&near)));
+        }
+        cause.push('.');
+        let mut fixes = vec![Fix::run(
+            "list the namespaces that exist",
+            "kubectl get namespaces".to_string(),
+        )];
+        if let Some(best) = near.first() {
+            fixes.push(Fix::run(
+                "explain in the namespace you probably meant",
+                format!(
+                    "kubeway explain -n {} {}",
+                    shell_word(best),
+                    shell_word(&f.target.to_string())
+                ),
+            ));
+        }
+        let hop = match f.target.kind {
+            TargetKind::Service => HopKind::Service,
+            TargetKind::Pod => HopKind::Pods,
+            _ => HopKind::Selector,
+        };
+        self.set(
+            hop,
+            format!("namespace {}", f.namespace),
+            "the namespace exists",
+            "no such namespace",
+            Status::Broken,
+        );
+        self.find(
+            FindingKind::NamespaceNotFound,
+            hop,
+            Layer::Kubernetes,
+            Severity::Broken,
+            cause,
+            fixes,
+            vec![],
+            format!("namespace {} does not exist", f.namespace),
+        );
+        self.fill_unknown("the namespace does not exist");
+        false
+    }
+
+    /// A Service's selector matches no pod. Look one level up before blaming labels: a
+    /// workload that would make such pods (scaled to 0, or failing to create them), pods with
+    /// those labels in another namespace, then pods whose labels are a near miss. A fix never
+    /// relabels a pod a controller owns (the controller would replace or orphan it): it changes
+    /// the Service's selector or the workload's template.
+    pub(super) fn selector_matches_nothing(&mut self, sel: &BTreeMap<String, String>) {
+        let f = self.f;
+        let svc = f.target.name.clone();
+        let svc_word = shell_word(&svc);
+        let sel_text = label_text(sel);
+        self.set(
+            HopKind::Selector,
+            format!("selector {sel_text}"),
+            "the selector matches pods",
+            "matches no pods",
+            Status::Broken,
+        );
+        let owners: Vec<&WorkloadSummary> = f
+            .workloads
+            .iter()
+            .filter(|w| selects(sel, &w.template_labels))
+            .collect();
+        if let Some(w) = owners.iter().find(|w| w.replicas == Some(0)) {
+            let who = format!("{}/{}", w.kind, w.name);
+            self.find(
+                FindingKind::WorkloadScaledToZero,
+                HopKind::Selector,
+                Layer::Kubernetes,
+                Severity::Broken,
+                format!(
+                    "Service {svc} selects {sel_text}, the pods of {who}, but {who} is scaled to 0 replicas, so no pod runs to serve it."
+                ),
+                vec![
+                    Fix::run(
+                        format!("scale {who} up"),
+                        format!("kubectl scale{} {} --replicas=1", self.ns, shell_word(&who)),
+                    ),
+                    Fix::run(
+                        "then watch its pods become ready",
+                        format!("kubectl rollout status{} {}", self.ns, shell_word(&who)),
+                    ),
+                ],
+                vec![],
+                format!("{who} is scaled to 0"),
+            );
+            return;
+        }
+        if let Some(w) = owners.first() {
+            let who = format!("{}/{}", w.kind, w.name);
+            let why = match w.problems.first() {
+                Some(p) => format!("its controller reports {}", condition_words(p)),
+                None => {
+                    "its controller has not created any (quota, admission or a failing rollout)"
+                        .to_string()
+                }
+            };
+            self.find(
+                FindingKind::WorkloadRolloutFailing,
+                HopKind::Selector,
+                Layer::Kubernetes,
+                Severity::Broken,
+                format!(
+                    "Service {svc} selects {sel_text}, the pods of {who}, which should run {} but has none: {why}.",
+                    plural(w.replicas.unwrap_or(1) as usize, "pod", "pods")
+                ),
+                vec![
+                    Fix::run(
+                        format!("read {who}'s conditions and events"),
+                        format!("kubectl describe{} {}", self.ns, shell_word(&who)),
+                    ),
+                    Fix::run(
+                        "and the namespace's recent warnings",
+                        format!(
+                            "kubectl get events{} --field-selector type=Warning",
+                            self.ns
+                        ),
+                    ),
+                ],
+                vec![],
+                format!("{who} has no pods"),
+            );
+            return;
+        }
+        if !f.other_namespace_pods.is_empty() {
+            let mut namespaces: Vec<String> = f
+                .other_namespace_pods
+                .iter()
+                .map(|p| p.namespace.clone())
+                .collect();
+            namespaces.sort();
+            namespaces.dedup();
+            let first = &f.other_namespace_pods[0];
+            let names: Vec<String> = f
+                .other_namespace_pods
+                .iter()
+                .take(3)
+                .map(|p| format!("{}/{}", p.namespace, p.name))
+                .collect();
+            let selector_arg = shell_word(&sel_text);
+            self.find(
+                FindingKind::PodsInOtherNamespace,
+                HopKind::Selector,
+                Layer::Kubernetes,
+                Severity::Broken,
+                format!(
+                    "Service {svc} in namespace {} selects {sel_text}, but the pods with those labels run in namespace {} ({}), and a Service selects pods of its own namespace only.",
+                    f.namespace,
+                    join_and(&namespaces),
+                    join_and(&names)
+                ),
+                vec![
+                    Fix::run(
+                        format!(
+                            "create the Service in namespace {} next to its pods (or run the pods in namespace {})",
+                            first.namespace, f.namespace
+                        ),
+                        format!(
+                            "kubectl get svc{} {svc_word} -o yaml | sed 's/namespace: .*/namespace: {}/' | kubectl apply -f -",
+                            self.ns,
+                            shell_word(&first.namespace)
+                        ),
+                    ),
+                    Fix::run(
+                        "see the pods there",
+                        format!(
+                            "kubectl get pods -n {} -l {selector_arg}",
+                            shell_word(&first.namespace)
+                        ),
+                    ),
+                ],
+                vec![],
+                format!("the pods run in namespace {}", first.namespace),
+            );
+            return;
+        }
+        let misses = selector_near_misses(sel, &f.namespace_pods);
+        if let Some(best) = misses.first() {
+            let shown: Vec<String> = misses
+                .iter()
+                .take(3)
+                .map(|m| {
+                    let edits: Vec<String> = m
+                        .other_values
+                        .iter()
+                        .map(|(k, wanted, have)| {
+                            let d = super::super::words::edit_distance(wanted, have);
+                            format!(
+                                "{k}={have}, {} from {k}={wanted}",
+                                plural(d, "edit", "edits")
+                            )
+                        })
+                        .chain(m.missing.iter().map(|(k, _)| format!("no {k} label")))
+                        .collect();
+                    let owner = m
+                        .workload
+                        .as_ref()
+                        .map(|w| format!(" of {w}"))
+                        .unwrap_or_default();
+                    format!("{}{owner} has {}", m.pod, edits.join(", "))
+                })
+                .collect();
+            let mut fixes = Vec::new();
+            if !best.other_values.is_empty() {
+                let mut new_sel = sel.clone();
+                for (k, _, have) in &best.other_values {
+                    new_sel.insert(k.clone(), have.clone());
+                }
+                let patch = serde_json::json!({"spec": {"selector": new_sel}}).to_string();
+                fixes.push(Fix::run(
+                    format!(
+                        "point the Service's selector at the labels {} has",
+                        best.pod
+                    ),
+                    format!(
+                        "kubectl patch svc{} {svc_word} -p {}",
+                        self.ns,
+                        shell_word(&patch)
+                    ),
+                ));
+                match &best.workload {
+                    Some(w) => fixes.push(Fix::say(format!(
+                        "or, if the Service is right, change the labels in {w}'s pod template (and its selector with them); relabelling its pods would only take them away from their controller"
+                    ))),
+                    None => {
+                        let labels: Vec<String> = best
+                            .other_values
+                            .iter()
+                            .map(|(k, v, _)| shell_word(&format!("{k}={v}")))
+                            .collect();
+                        fixes.push(Fix::run(
+                            "or relabel the pod (no controller owns it)",
+                            format!(
+                                "kubectl label pod{} {} {} --overwrite",
+                                self.ns,
+                                shell_word(&best.pod),
+                                labels.join(" ")
+                            ),
+                        ));
+                    }
+                }
+            }
+            if !best.missing.is_empty() {
+                let add: BTreeMap<String, String> = best.missing.iter().cloned().collect();
+                match &best.workload {
+                    Some(w) => {
+                        let patch = serde_json::json!({"spec": {"template": {"metadata": {"labels": add}}}})
+                            .to_string();
+                        fixes.push(Fix::run(
+                            format!("add the missing labels to {w}'s pod template"),
+                            format!(
+                                "kubectl patch{} {} -p {}",
+                                self.ns,
+                                shell_word(w),
+                                shell_word(&patch)
+                            ),
+                        ));
+                    }
+                    None => {
+                        let labels: Vec<String> = add
+                            .iter()
+                            .map(|(k, v)| shell_word(&format!("{k}={v}")))
+                            .collect();
+                        fixes.push(Fix::run(
+                            "add the missing labels to the pod (no controller owns it)",
+                            format!(
+                                "kubectl label pod{} {} {}",
+                                self.ns,
+                                shell_word(&best.pod),
+                                labels.join(" ")
+                            ),
+                        ));
+                    }
+                }
+                let drop: serde_json::Map<String, serde_json::Value> = best
+                    .missing
+                    .iter()
+                    .map(|(k, _)| (k.clone(), serde_json::Value::Null))
+                    .collect();
+                let patch = serde_json::json!({"spec": {"selector": drop}}).to_string();
+                fixes.push(Fix::run(
+                    "or drop those labels from the Service's selector",
+                    format!(
+                        "kubectl patch svc{} {svc_word} -p {}",
+                        self.ns,
+                        shell_word(&patch)
+                    ),
+                ));
+            }
+            self.find(
+                FindingKind::SelectorNearMiss,
+                HopKind::Selector,
+                Layer::Kubernetes,
+                Severity::Broken,
+                format!(
+                    "Service {svc} selects {sel_text}, which no pod in namespace {} has; the nearest: {}.",
+                    f.namespace,
+                    shown.join("; ")
+                ),
+                fixes,
+                vec![],
+                "the selector almost matches".to_string(),
+            );
+            return;
+        }
+        self.find(
+            FindingKind::SelectorMatchesNothing,
+            HopKind::Selector,
+            Layer::Kubernetes,
+            Severity::Broken,
+            format!(
+                "Service {svc} selects pods with {sel_text}, but no pod in namespace {} has those labels or anything close, and no workload there makes such pods.",
+                f.namespace
+            ),
+            vec![
+                Fix::run(
+                    "compare the pods' labels with the selector",
+                    format!("kubectl get pods{} --show-labels", self.ns),
+                ),
+                Fix::run(
+                    "and the workloads' selectors",
+                    format!("kubectl get deploy,sts{} -o wide", self.ns),
+                ),
+            ],
+            vec![],
+            "the selector matches no pods".to_string(),
+        );
+    }
+
+    /// No pod on the path is ready: say why, from the containers' status and the pod's events.
+    pub(super) fn no_pod_ready(&mut self, not_ready: &[&PodFacts]) {
+        let f = self.f;
+        let n = f.pods.len();
+        let Some(worst) = not_ready
+            .iter()
+            .max_by_key(|p| (p.waiting_reason.is_some(), p.restarts))
+            .copied()
+        else {
+            return;
+        };
+        let pod_word = shell_word(&worst.name);
+        let subject = if n == 1 {
+            format!("Pod {}", worst.name)
+        } else {
+            format!(
+                "None of the {n} pods of {} is ready: pod {}",
+                self.who, worst.name
+            )
+        };
+        let workload = f
+            .namespace_pods
+            .iter()
+            .find(|p| p.name == worst.name)
+            .and_then(|p| p.workload.clone());
+        let describe = Fix::run(
+            "read the pod's events and conditions",
+            format!("kubectl describe pod{} {pod_word}", self.ns),
+        );
+        let pulling = worst.containers.iter().find(|c| {
+            matches!(
+                c.waiting_reason.as_deref(),
+                Some(
+                    "ImagePullBackOff"
+                        | "ErrImagePull"
+                        | "InvalidImageName"
+                        | "ErrImageNeverPull"
+                        | "RegistryUnavailable"
+                )
+            )
+        });
+        if let Some(c) = pulling {
+            let reason = c.waiting_reason.clone().unwrap_or_default();
+            let detail = worst
+                .events
+                .iter()
+                .rev()
+                .find(|e| e.reason == "Failed" && e.message.contains("pull"))
+                .map(|e| e.message.clone())
+                .or_else(|| c.waiting_message.clone())
+                .map(|m| format!(": {}", trim_period(&one_line(&m))))
+                .unwrap_or_default();
+            let mut fixes = vec![Fix::say(
+                "check the image's name and tag, and that this cluster can pull it (registry reachable, logged in, or the image loaded into the node)",
+            )];
+            if let Some(w) = &workload {
+                fixes.push(Fix::run(
+                    format!("point {w} at an image that exists"),
+                    format!(
+                        "kubectl set image{} {} {}=IMAGE:TAG",
+                        self.ns,
+                        shell_word(w),
+                        shell_word(&c.name)
+                    ),
+                ));
+            }
+            fixes.push(describe);
+            self.find(
+                FindingKind::ImagePullFailing,
+                HopKind::Pods,
+                Layer::Kubernetes,
+                Severity::Broken,
+                format!(
+                    "{subject} cannot start: image {:?} of container {} cannot be pulled ({reason}{detail}).",
+                    c.image, c.name
+                ),
+                fixes,
+                vec![],
+                format!("image {} cannot be pulled", c.image),
+            );
+            return;
+        }
+        let crashing = worst.containers.iter().find(|c| {
+            c.waiting_reason.as_deref() == Some("CrashLoopBackOff")
+                || (c.restarts > 0 && c.exit_code.is_some() && !c.ready)
+        });
+        if let Some(c) = crashing {
+            let code = match (c.exit_code, c.exit_reason.as_deref()) {
+                (Some(code), Some(reason)) => format!(
+                    "exited with code {code}{} ({reason})",
+                    exit_code_words(code)
+                ),
+                (Some(code), None) => format!("exited with code {code}{}", exit_code_words(code)),
+                (None, Some(reason)) => format!("ended ({reason})"),
+                (None, None) => "keeps exiting".to_string(),
+            };
+            let message = c
+                .exit_message
+                .as_deref()
+                .filter(|m| !m.trim().is_empty())
+                .map(|m| format!(", saying {:?}", trim_period(&one_line(m))))
+                .unwrap_or_default();
+            let log = match c.last_log.iter().rev().find(|l| !l.trim().is_empty()) {
+                Some(line) => format!("; its last log line: {:?}", one_line(line)),
+                None => String::new(),
+            };
+            let waiting = c
+                .waiting_reason
+                .as_deref()
+                .map(|r| format!(" and waits in {r}"))
+                .unwrap_or_default();
+            let fixes = vec![
+                Fix::run(
+                    "read the log of the run that crashed",
+                    format!(
+                        "kubectl logs{} {pod_word} -c {} --previous",
+                        self.ns,
+                        shell_word(&c.name)
+                    ),
+                ),
+                describe,
+            ];
+            self.find(
+                FindingKind::CrashLooping,
+                HopKind::Pods,
+                Layer::App,
+                Severity::Broken,
+                format!(
+                    "{subject} keeps crashing: container {} {code}{message} after {}{waiting}{log}.",
+                    c.name,
+                    plural(c.restarts as usize, "restart", "restarts")
+                ),
+                fixes,
+                vec![],
+                format!("container {} keeps crashing", c.name),
+            );
+            return;
+        }
+        let unready_probe = worst
+            .containers
+            .iter()
+            .find(|c| !c.ready && c.readiness_probe.is_some() && c.waiting_reason.is_none());
+        if let (Some(c), true) = (unready_probe, worst.phase == "Running") {
+            let probe = c.readiness_probe.clone().unwrap_or_default();
+            let last = worst
+                .events
+                .iter()
+                .rev()
+                .find(|e| e.reason == "Unhealthy")
+                .map(|e| {
+                    let m = e.message.trim();
+                    let m = m
+                        .strip_prefix("Readiness probe failed:")
+                        .unwrap_or(m)
+                        .trim();
+                    let times = if e.count > 1 {
+                        format!(" ({} times)", e.count)
+                    } else {
+                        String::new()
+                    };
+                    format!("; its last failure: {:?}{times}", trim_period(&one_line(m)))
+                })
+                .unwrap_or_default();
+            self.find(
+                FindingKind::ReadinessFailing,
+                HopKind::Pods,
+                Layer::Kubernetes,
+                Severity::Broken,
+                format!(
+                    "{subject} runs but is never ready: the readiness probe of container {} ({} {}) fails{last}.",
+                    c.name, probe.kind, probe.target
+                ),
+                vec![
+                    describe,
+                    Fix::say(format!(
+                        "check that the app answers {} (path and port) once it has started, or fix the probe in the pod template",
+                        probe.target
+                    )),
+                    Fix::run("read its log", format!("kubectl logs{} {pod_word}", self.ns)),
+                ],
+                vec![],
+                format!("the readiness probe of {} fails", worst.name),
+            );
+            return;
+        }
+        let why = not_ready_words(worst);
+        let cause = if n == 1 {
+            format!("{subject} is not ready: {why}.")
+        } else {
+            format!("{subject} {why}.")
+        };
+        let mut fixes = vec![describe];
+        if worst.restarts > 0 {
+            fixes.push(Fix::run(
+                "read the log of the last crash",
+                format!("kubectl logs{} {pod_word} --previous", self.ns),
+            ));
+        }
+        self.find(
+            FindingKind::PodsNotReady,
+            HopKind::Pods,
+            Layer::Kubernetes,
+            Severity::Broken,
+            cause,
+            fixes,
+            vec![],
+            "no pod is ready".to_string(),
+        );
+    }
+}
+
+/// Whether every label of the selector is among `labels`.
+pub(super) fn selects(sel: &BTreeMap<String, String>, labels: &BTreeMap<String, String>) -> bool {
+    !sel.is_empty() && sel.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
+/// A condition in words (`ReplicaFailure: exceeded quota: …`).
+pub(super) fn condition_words(c: &ConditionFacts) -> String {
+    let head = match &c.reason {
+        Some(r) => format!("{} {} ({r})", c.type_, c.status),
+        None => format!("{} {}", c.type_, c.status),
+    };
+    match &c.message {
+        Some(m) if !m.trim().is_empty() => format!("{head}: {}", trim_period(&one_line(m))),
+        _ => head,
+    }
+}
+
+/// What an exit code usually means, as a parenthesis to follow it (empty when plain).
+pub(super) fn exit_code_words(code: i32) -> &'static str {
+    match code {
+        137 => ", killed by SIGKILL (often out of memory)",
+        143 => ", ended by SIGTERM",
+        139 => ", a segmentation fault",
+        126 => ", the command cannot be executed",
+        127 => ", the command was not found",
+        _ => "",
     }
 }

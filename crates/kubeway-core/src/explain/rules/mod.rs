@@ -13,7 +13,8 @@ use crate::path::{
 use crate::target::{PortRef, TargetKind};
 
 use super::facts::{
-    ExplainFacts, Intent, PodFacts, ServicePortFacts, ServiceType, pod_declares, pod_port,
+    ApiFailure, ApiFailureKind, ConditionFacts, ExplainFacts, Intent, PodFacts, PodIpProbe,
+    PortForwardProbe, ServicePortFacts, ServiceType, WorkloadSummary, pod_declares, pod_port,
     service_port,
 };
 mod api;
@@ -25,7 +26,8 @@ mod node;
 
 use super::words::{
     boundary_label, boundary_subject, environment_display, label_text, lb_commands, near_names,
-    ns_flag, provider_from_context, selector_near_misses, shell_word, start_commands,
+    ns_flag, provider_from_context, refresh_commands, selector_near_misses, shell_word,
+    start_commands,
 };
 
 /// What port-forward to the pods showed.
@@ -331,6 +333,7 @@ impl<'a> Engine<'a> {
 
     // ----- stages -------------------------------------------------------------------------------
 
+    #[allow(clippy::too_many_arguments)]
     fn push_env(
         &mut self,
         kind: FindingKind,
@@ -423,7 +426,8 @@ impl<'a> Engine<'a> {
                 } else {
                     Status::Ok
                 };
-                let process = match probes.iter().find(|pr| pr.pod == p.name) {
+                let pf = probes.iter().find(|pr| pr.pod == p.name);
+                let process = match pf {
                     Some(pr) if pr.ok => Status::Ok,
                     Some(pr) => match pr.error.as_deref().map(classify_pf_error) {
                         Some(PfError::Refused) | Some(PfError::PodGone) => Status::Broken,
@@ -431,6 +435,48 @@ impl<'a> Engine<'a> {
                     },
                     None => Status::Unknown,
                 };
+                let ip_probe = self.f.pod_ip_probes.iter().find(|pr| pr.pod == p.name);
+                let pod_ip = match ip_probe.map(|i| i.answered) {
+                    Some(Tri::Yes) => Status::Ok,
+                    Some(Tri::No) => Status::Broken,
+                    _ => Status::Unknown,
+                };
+                let mut said = Vec::new();
+                if let Some(pr) = pf {
+                    said.push(if pr.ok {
+                        format!("localhost:{} accepts", pr.port)
+                    } else {
+                        format!(
+                            "localhost:{}: {}",
+                            pr.port,
+                            short_error(pr.error.as_deref().unwrap_or("failed"))
+                        )
+                    });
+                }
+                if let Some(i) = ip_probe {
+                    let at = p
+                        .pod_ip
+                        .as_deref()
+                        .map(|ip| host_port(ip, i.port))
+                        .unwrap_or_else(|| format!("pod IP:{}", i.port));
+                    said.push(match i.answered {
+                        Tri::Yes => format!("{at} accepts"),
+                        Tri::No => format!(
+                            "{at} refuses{}",
+                            i.detail
+                                .as_deref()
+                                .map(|d| format!(" ({})", short_error(d)))
+                                .unwrap_or_default()
+                        ),
+                        Tri::Unknown => format!(
+                            "{at} not checked{}",
+                            i.detail
+                                .as_deref()
+                                .map(|d| format!(" ({})", short_error(d)))
+                                .unwrap_or_default()
+                        ),
+                    });
+                }
                 PodView {
                     name: p.name.clone(),
                     ip: p.pod_ip.clone(),
@@ -439,6 +485,8 @@ impl<'a> Engine<'a> {
                     status,
                     detail: pod_detail(p),
                     process,
+                    pod_ip,
+                    process_detail: said.join("; "),
                 }
             })
             .collect()
@@ -476,6 +524,7 @@ impl<'a> Engine<'a> {
         self.host();
         let go = self.context()
             && self.api_server()
+            && self.target_readable()
             && self.lookup()
             && (!self.is_svc() || self.service());
         if go {
@@ -489,6 +538,7 @@ impl<'a> Engine<'a> {
                 self.direct();
             }
         }
+        self.api_request_warnings();
         if !self.hops.contains_key(&HopKind::Rbac) {
             let observed = format!(
                 "get: {}, create: {}",
@@ -558,6 +608,16 @@ impl<'a> Engine<'a> {
                 for w in &mut self.ways {
                     if d.finding.ways.contains(&w.kind) && w.status == Status::Broken {
                         w.status = Status::Warning;
+                    }
+                }
+            }
+        }
+        // A way that a broken, non-environmental finding names is broken too, unless proven.
+        for d in &self.drafts {
+            if d.finding.severity == Severity::Broken && !d.environmental {
+                for w in &mut self.ways {
+                    if d.finding.ways.contains(&w.kind) && w.status != Status::Ok {
+                        w.status = Status::Broken;
                     }
                 }
             }
@@ -642,6 +702,7 @@ impl<'a> Engine<'a> {
             target: f.target.clone(),
             namespace: f.namespace.clone(),
             context: f.context.name.clone(),
+            intent: f.intent,
             environment,
             hops: self.hops.into_values().collect(),
             ways: self.ways,

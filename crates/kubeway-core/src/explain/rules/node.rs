@@ -83,7 +83,7 @@ impl Engine<'_> {
                         HopKind::NodePort,
                         label,
                         "node:nodePort answers from this host",
-                        format!("{at}: {} (no ready endpoint behind it)", one_line(&detail)),
+                        format!("{at}: {} ({})", one_line(&detail), self.chain_reason()),
                         Status::Unknown,
                     );
                 }
@@ -178,7 +178,7 @@ impl Engine<'_> {
                         HopKind::LocalhostNodePort,
                         label.clone(),
                         "localhost:nodePort answers",
-                        "no answer (no ready endpoint behind it)",
+                        format!("no answer ({})", self.chain_reason()),
                         Status::Unknown,
                     ),
                     _ => self.set(
@@ -229,7 +229,21 @@ impl Engine<'_> {
     /// the node's doing).
     pub(super) fn chain_ok(&self) -> bool {
         self.ready_endpoints > 0
+            && !self.has(FindingKind::ListensOnLocalhostOnly)
             && self.status_of(HopKind::TargetPort) != Some(Status::Broken)
             && self.status_of(HopKind::Service) == Some(Status::Ok)
+    }
+
+    /// Why the Kubernetes side of a direct way is not known to work, for a failed probe's words.
+    pub(super) fn chain_reason(&self) -> &'static str {
+        if self.has(FindingKind::ListensOnLocalhostOnly) {
+            "the app refuses on its pod IP"
+        } else if self.ready_endpoints == 0 {
+            "no ready endpoint behind it"
+        } else if self.status_of(HopKind::TargetPort) == Some(Status::Broken) {
+            "the target port is wrong"
+        } else {
+            "the Service is not right"
+        }
     }
 }

@@ -89,3 +89,110 @@ fn rbac_with_one_verb_is_a_warning_when_port_forward_works() {
     assert_eq!(primary.kind, FindingKind::PortForwardVerbMissing);
     assert_eq!(primary.severity, Severity::Warning);
 }
+
+#[test]
+fn rejected_credentials_are_an_api_verdict_naming_the_user() {
+    let mut f = healthy();
+    f.api.reachable = Tri::No;
+    f.api.user = Some("kind-kind".into());
+    f.api.credentials = Some("client certificate".into());
+    f.api.failure = Some(ApiFailure {
+        kind: ApiFailureKind::Unauthorized,
+        status: Some(401),
+        verb: None,
+        resource: None,
+        namespace: None,
+        message: "Unauthorized".into(),
+    });
+    let report = assert_verdict(
+        &f,
+        FindingKind::ApiUnauthorized,
+        HopKind::ApiServer,
+        Layer::Api,
+    );
+    let cause = &report.verdict.primary.as_ref().unwrap().cause;
+    assert!(
+        cause.contains("rejected the credentials of user kind-kind"),
+        "{cause}"
+    );
+    assert!(!cause.contains("is the cluster running"), "{cause}");
+    assert!(commands(&report).contains("kind export kubeconfig --name kind"));
+    assert_eq!(report.exit_code(), 1);
+}
+
+#[test]
+fn a_forbidden_target_names_the_missing_verb() {
+    let mut f = healthy();
+    f.service = None;
+    f.target_found = Tri::Unknown;
+    f.api.user = Some("dev".into());
+    f.api_failures = vec![ApiFailure {
+        kind: ApiFailureKind::Forbidden,
+        status: Some(403),
+        verb: Some("get".into()),
+        resource: Some("services".into()),
+        namespace: Some("default".into()),
+        message: "services \"web\" is forbidden".into(),
+    }];
+    let report = assert_verdict(&f, FindingKind::ApiForbidden, HopKind::Service, Layer::Api);
+    let cause = &report.verdict.primary.as_ref().unwrap().cause;
+    assert!(
+        cause.contains("user dev get services in namespace default"),
+        "{cause}"
+    );
+    assert!(commands(&report).contains("kubectl auth can-i get services"));
+    assert_eq!(report.exit_code(), 1);
+}
+
+#[test]
+fn a_timeout_names_the_url() {
+    let mut f = healthy();
+    f.api.reachable = Tri::No;
+    f.api.failure = Some(ApiFailure {
+        kind: ApiFailureKind::TimedOut,
+        status: None,
+        verb: None,
+        resource: None,
+        namespace: None,
+        message: "timed out".into(),
+    });
+    let report = assert_verdict(
+        &f,
+        FindingKind::ApiUnreachable,
+        HopKind::ApiServer,
+        Layer::Api,
+    );
+    assert!(
+        report
+            .verdict
+            .summary
+            .contains("https://127.0.0.1:40000 did not answer in time")
+    );
+    assert_eq!(report.exit_code(), 1);
+}
+
+#[test]
+fn another_refused_request_is_a_warning_that_says_what_was_not_checked() {
+    let mut f = healthy();
+    f.api_failures = vec![ApiFailure {
+        kind: ApiFailureKind::Forbidden,
+        status: Some(403),
+        verb: Some("list".into()),
+        resource: Some("events".into()),
+        namespace: Some("default".into()),
+        message: "events is forbidden".into(),
+    }];
+    let report = explain(&f);
+    assert_eq!(report.verdict.health, Health::Healthy);
+    let w = report
+        .verdict
+        .findings
+        .iter()
+        .find(|x| x.kind == FindingKind::ApiRequestFailed)
+        .expect("a warning");
+    assert!(
+        w.cause.contains("list events (403 Forbidden)"),
+        "{}",
+        w.cause
+    );
+}

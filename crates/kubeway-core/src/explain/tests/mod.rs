@@ -93,6 +93,7 @@ pub(crate) fn healthy() -> ExplainFacts {
         reachable: Tri::Yes,
         error: None,
         version: Some("v1.33.1".into()),
+        ..ApiFacts::default()
     };
     f.environment = Some(detection(Provider::Kind, &["172.18.0.2"], HostOs::Linux));
     f.target_found = Tri::Yes;
@@ -122,6 +123,7 @@ pub(crate) fn healthy() -> ExplainFacts {
         .map(|p| PodLabels {
             name: p.name.clone(),
             labels: p.labels.clone(),
+            workload: Some("deployment/web".into()),
         })
         .collect();
     f.endpoints = vec![
@@ -381,6 +383,7 @@ fn print_samples() {
     f.namespace_pods = vec![PodLabels {
         name: "web-v2-7d9c".into(),
         labels: labels(&[("app", "web-v2")]),
+        workload: Some("deployment/web".into()),
     }];
     println!("{}", crate::render::text(&explain(&f), false));
     println!("{}", crate::render::text(&explain(&healthy()), false));
@@ -401,6 +404,7 @@ fn print_samples() {
         f.namespace_pods = vec![PodLabels {
             name: "web-v2-7d9c".into(),
             labels: labels(&[("app", "web-v2")]),
+            workload: Some("deployment/web".into()),
         }];
         let _ = std::fs::write(
             format!("{dir}/selector.svg"),
