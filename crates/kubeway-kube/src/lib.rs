@@ -2,6 +2,7 @@
 //! targets to ready pods, opening port-forward streams ([`portforward`]), and LoadBalancer
 //! status ([`loadbalancer`]) and the Service IP ranges ([`servicecidr`]).
 
+pub mod apierror;
 pub mod backends;
 pub mod explain;
 pub mod loadbalancer;

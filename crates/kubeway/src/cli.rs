@@ -69,7 +69,13 @@ pub enum Command {
     /// the pods to the process inside, checked live; the first broken hop is named with its
     /// layer (driver, Kubernetes, app, API) and the command that fixes or bypasses it.
     ///
-    /// Exit codes: 0 the path works (perhaps with warnings), 3 it is broken, 1 an error.
+    /// Exit codes:
+    ///   0  healthy, or degraded (a way works, something else is broken or a warning stands)
+    ///   1  an error: the question could not be asked or names nothing (no context, the API
+    ///      server unreachable, credentials rejected (401), RBAC refused reading the target
+    ///      (403), the target or namespace does not exist, bad input), or nothing could be
+    ///      checked end to end
+    ///   3  the path is broken: the verdict names the layer, the hop and the fix
     ///
     /// Examples:
     ///   kubeway explain web                     # a bare NAME is a Service
@@ -372,10 +378,11 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Open(args) => return crate::open::run(&cli, args).await,
         Command::Tunnel(args) => return crate::tunnel::run(&cli, args).await,
         Command::Explain(args) => {
-            if !crate::explain::run(&cli, args).await? {
+            let code = crate::explain::run(&cli, args).await?;
+            if code != 0 {
                 use std::io::Write;
                 let _ = std::io::stdout().flush();
-                std::process::exit(3);
+                std::process::exit(i32::from(code));
             }
             return Ok(());
         }

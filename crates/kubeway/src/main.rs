@@ -17,7 +17,9 @@ use clap::Parser;
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     let filter = match cli.verbose {
-        0 => "warn",
+        // kube's client logs every 5xx at error level; kubeway reports the errors it meets
+        // itself (the pod-IP probe expects 503s).
+        0 => "warn,kube_client::client::builder=off",
         1 => "info,kubeway=info",
         2 => "debug,hyper=info,rustls=info",
         _ => "trace",
