@@ -111,9 +111,10 @@ fn port_number(port: &IntOrString, c: &Container) -> Option<u16> {
 
 fn readiness_of(c: &Container) -> Option<ReadinessProbeFacts> {
     let probe = c.readiness_probe.as_ref()?;
-    let show = |p: &IntOrString| match p {
-        IntOrString::Int(n) => n.to_string(),
-        IntOrString::String(s) => s.clone(),
+    let show = |p: &IntOrString| match (p, port_number(p, c)) {
+        (_, Some(n)) => n.to_string(),
+        (IntOrString::Int(n), None) => n.to_string(),
+        (IntOrString::String(s), None) => s.clone(),
     };
     if let Some(h) = &probe.http_get {
         let scheme = h.scheme.as_deref().unwrap_or("HTTP");

@@ -182,18 +182,20 @@ impl Engine<'_> {
 
     /// The API server did not answer, or refused: name what happened as an API-layer verdict.
     fn api_refused(&mut self, server: &str) {
+        let failure = self.f.api.failure.clone();
+        self.api_refused_with(server, failure.as_ref());
+    }
+
+    fn api_refused_with(&mut self, server: &str, failure: Option<&ApiFailure>) {
         let f = self.f;
         let ctx = &f.context;
         let error = f
             .api
             .error
             .clone()
-            .or_else(|| f.api.failure.as_ref().map(|x| x.message.clone()))
+            .or_else(|| failure.map(|x| x.message.clone()))
             .unwrap_or_else(|| "no answer".to_string());
-        let kind = f
-            .api
-            .failure
-            .as_ref()
+        let kind = failure
             .map(|x| x.kind)
             .unwrap_or(ApiFailureKind::Unreachable);
         let user = f
@@ -231,7 +233,7 @@ impl Engine<'_> {
                 )
             }
             ApiFailureKind::Forbidden => {
-                let what = forbidden_words(f.api.failure.as_ref());
+                let what = forbidden_words(failure);
                 (
                     FindingKind::ApiForbidden,
                     format!(
@@ -305,6 +307,16 @@ impl Engine<'_> {
         }) else {
             return true;
         };
+        if failure.kind == ApiFailureKind::Unauthorized {
+            // The credentials, not this request: the API server's verdict.
+            let server = if f.api.server.is_empty() {
+                "the API server".to_string()
+            } else {
+                f.api.server.clone()
+            };
+            self.api_refused_with(&server, Some(failure));
+            return false;
+        }
         let user = f
             .api
             .user
@@ -400,7 +412,13 @@ impl Engine<'_> {
             x.verb.as_deref() == Some("get")
                 && x.resource.as_deref() == Some(f.target.kind.plural())
         };
-        for failure in f.api_failures.iter().filter(|x| !target_get(x)) {
+        let unauthorized = self.has(FindingKind::ApiUnauthorized);
+        for failure in f
+            .api_failures
+            .iter()
+            .filter(|x| !target_get(x))
+            .filter(|x| !(unauthorized && x.kind == ApiFailureKind::Unauthorized))
+        {
             let asked = match (&failure.verb, &failure.resource) {
                 (Some(v), Some(r)) => format!("{v} {r}"),
                 (_, Some(r)) => r.clone(),

@@ -390,14 +390,11 @@ impl Engine<'_> {
         if bad.is_empty() {
             let observed = if ip_accepted > 0 {
                 format!(
-                    "{} accept on localhost:{port} and on the pod IP",
-                    plural(accepted.len(), "pod", "pods")
+                    "{} on localhost:{port} and on the pod IP",
+                    accept_words(accepted.len())
                 )
             } else {
-                format!(
-                    "{} accept on localhost:{port}",
-                    plural(accepted.len(), "pod", "pods")
-                )
+                format!("{} on localhost:{port}", accept_words(accepted.len()))
             };
             self.set(HopKind::Process, label, checked, observed, Status::Ok);
             return;
@@ -529,5 +526,14 @@ impl Engine<'_> {
                 "refuses on its pod IP {ip}{detail}, where its {probe} dials, so it is never ready"
             ),
         );
+    }
+}
+
+/// `1 pod accepts`, `3 pods accept`.
+fn accept_words(n: usize) -> String {
+    if n == 1 {
+        "1 pod accepts".to_string()
+    } else {
+        format!("{n} pods accept")
     }
 }

@@ -1065,7 +1065,13 @@ impl Engine<'_> {
             );
             return;
         }
-        let misses = selector_near_misses(sel, &f.namespace_pods);
+        let mut misses = selector_near_misses(sel, &f.namespace_pods);
+        // One pod per workload: its replicas all say the same.
+        let mut seen = std::collections::BTreeSet::new();
+        misses.retain(|m| match &m.workload {
+            Some(w) => seen.insert(w.clone()),
+            None => true,
+        });
         if let Some(best) = misses.first() {
             let shown: Vec<String> = misses
                 .iter()
