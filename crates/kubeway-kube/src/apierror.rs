@@ -65,7 +65,11 @@ pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut parts: Vec<String> = Vec::new();
     let mut next = Some(error);
     while let Some(e) = next {
-        let text = e.to_string();
+        // kube's Api error prints its Status in Debug form; say it in words.
+        let text = match e.downcast_ref::<kube::Error>() {
+            Some(kube::Error::Api(s)) => format!("{} ({} {})", s.message, s.code, s.reason),
+            _ => e.to_string(),
+        };
         if !parts.iter().any(|p| p.contains(&text)) {
             parts.push(text);
         }

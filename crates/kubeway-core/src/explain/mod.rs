@@ -53,6 +53,8 @@ mod facts;
 mod rules;
 mod words;
 
+pub use words::api_failure_sentence;
+
 pub use facts::{
     ApiFacts, ApiFailure, ApiFailureKind, ConditionFacts, ContainerFacts, ContainerPortFacts,
     ContextFacts, EndpointFacts, EndpointPortFacts, EventFacts, ExplainFacts, Intent,

@@ -5,7 +5,41 @@ use std::collections::BTreeMap;
 
 use crate::env::{Detection, DriverName, HostKind, LbSupport, Provider};
 
-use super::facts::PodLabels;
+use super::facts::{ApiFailure, ApiFailureKind, PodLabels};
+
+/// A failed request to the API server as an API-layer sentence (no final period): which
+/// server, which user, what was refused and what to do.
+pub fn api_failure_sentence(failure: &ApiFailure, server: &str, user: Option<&str>) -> String {
+    let user = user.unwrap_or("the context's user");
+    let asked = match (&failure.verb, &failure.resource, &failure.namespace) {
+        (Some(v), Some(r), Some(ns)) => format!("{v} {r} in namespace {ns}"),
+        (Some(v), Some(r), None) => format!("{v} {r}"),
+        _ => "answer".to_string(),
+    };
+    let message = failure
+        .message
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    match failure.kind {
+        ApiFailureKind::Unauthorized => format!(
+            "the API server at {server} rejected the credentials of user {user} (401 Unauthorized): they are expired, revoked or meant for another cluster; get fresh ones from the tool that made the cluster (see `kubectl config view --minify`)"
+        ),
+        ApiFailureKind::Forbidden => format!(
+            "the API server at {server} does not let user {user} {asked} (403 Forbidden); check with `kubectl auth can-i {asked}`"
+        ),
+        ApiFailureKind::TimedOut => format!(
+            "the API server at {server} did not answer in time: is the cluster running, or a VPN in the way?"
+        ),
+        ApiFailureKind::Unreachable => format!(
+            "the API server at {server} cannot be reached ({message}): is the cluster running?"
+        ),
+        ApiFailureKind::Other => match failure.status {
+            Some(s) => format!("the API server at {server} answered {s} to {asked}: {message}"),
+            None => format!("the API server at {server} failed: {message}"),
+        },
+    }
+}
 
 /// Edit distance over characters, counting a swap of two neighbours as one edit (optimal string
 /// alignment), so `wbe` is one edit from `web`.
