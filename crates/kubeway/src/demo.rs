@@ -43,6 +43,30 @@ async fn fetch(addr: std::net::SocketAddr) -> Result<(u16, String)> {
     Ok((status, String::from_utf8_lossy(&body).into_owned()))
 }
 
+/// Writes the picture into a private folder (0700), through a new file (0600) renamed into
+/// place, so the path never follows a link someone planted.
+fn write_picture(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    let dir = path
+        .parent()
+        .ok_or_else(|| std::io::Error::other("no folder"))?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    let tmp = dir.join(format!(".web.svg.{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(text.as_bytes())?;
+    drop(f);
+    std::fs::rename(&tmp, path)
+}
+
 /// Runs the demo.
 pub async fn run(args: DemoArgs, output: Output) -> Result<()> {
     if args.lab.netns.is_some() {
@@ -97,7 +121,8 @@ async fn demo(
     };
     // What kubeway sees: the environment, then the path to `web` hop by hop.
     let env = crate::env::report(&opts, Duration::from_millis(500)).await?;
-    let svg = kubeconfig.with_file_name("web.svg");
+    // The picture outlives the demo (its temporary folder does not): the state directory.
+    let svg = crate::tunnel::state::state_dir().join("demo").join("web.svg");
     let explain_args = crate::cli::ExplainArgs {
         target: "svc/web".into(),
         via: crate::cli::Via::Any,
@@ -117,11 +142,9 @@ async fn demo(
             "{}",
             kubeway_core::render::text(&path, std::io::stdout().is_terminal())
         );
-        if std::fs::write(&svg, kubeway_core::render::svg(&path)).is_ok() {
-            println!(
-                "  (the same path as a picture, while the demo runs: {})",
-                svg.display()
-            );
+        match write_picture(&svg, &kubeway_core::render::svg(&path)) {
+            Ok(()) => println!("  (the same path as a picture: {})", svg.display()),
+            Err(e) => println!("  (no picture of the path: writing {}: {e})", svg.display()),
         }
         println!();
     }
@@ -171,7 +194,6 @@ async fn demo(
     }
     let stats = fwd.stats.clone();
     fwd.stop().await;
-    let _ = std::fs::remove_file(&svg);
     if text && !args.once {
         println!(
             "\nstopped: {} connection(s), {} bytes up, {} bytes down; the lab is gone and nothing is left listening",
