@@ -122,7 +122,9 @@ async fn demo(
     // What kubeway sees: the environment, then the path to `web` hop by hop.
     let env = crate::env::report(&opts, Duration::from_millis(500)).await?;
     // The picture outlives the demo (its temporary folder does not): the state directory.
-    let svg = crate::tunnel::state::state_dir().join("demo").join("web.svg");
+    let svg = crate::tunnel::state::state_dir()
+        .join("demo")
+        .join("web.svg");
     let explain_args = crate::cli::ExplainArgs {
         target: "svc/web".into(),
         via: crate::cli::Via::Any,

@@ -290,7 +290,15 @@ pub fn svg(report: &PathReport) -> String {
 
     // Title.
     for (i, line) in wrap(&title, 80).iter().enumerate() {
-        c.text(20.0, 34.0 + i as f64 * 22.0, 20.0, "bold", INK, "start", line);
+        c.text(
+            20.0,
+            34.0 + i as f64 * 22.0,
+            20.0,
+            "bold",
+            INK,
+            "start",
+            line,
+        );
     }
     let sub = format!(
         "namespace {} · context {} · {}",
@@ -493,10 +501,11 @@ fn draw_kubernetes(c: &mut Canvas, report: &PathReport) {
     let x = 400.0;
     let w = 190.0;
     // Connectors first, so boxes sit on top.
-    let seg = |c: &mut Canvas, id: &str, from: (f64, f64), to: (f64, f64), kinds: (HopKind, HopKind)| {
-        let status = arrow_status(report, Some(kinds.0), kinds.1);
-        c.arrow(id, &[from, to], status, None);
-    };
+    let seg =
+        |c: &mut Canvas, id: &str, from: (f64, f64), to: (f64, f64), kinds: (HopKind, HopKind)| {
+            let status = arrow_status(report, Some(kinds.0), kinds.1);
+            c.arrow(id, &[from, to], status, None);
+        };
     if report.hop(HopKind::Service).is_some() {
         seg(
             c,
@@ -662,10 +671,14 @@ fn draw_pods(c: &mut Canvas, report: &PathReport) {
                 (Some(ip), None) => ip.clone(),
                 (None, _) => "no address".to_string(),
             };
-            (wrap(&pod.name, 30), wrap(&format!("{addr} · {}", pod.detail), 42))
+            (
+                wrap(&pod.name, 30),
+                wrap(&format!("{addr} · {}", pod.detail), 42),
+            )
         })
         .collect();
-    let row_h = |r: &(Vec<String>, Vec<String>)| 10.0 + r.0.len() as f64 * 14.0 + r.1.len() as f64 * 12.0;
+    let row_h =
+        |r: &(Vec<String>, Vec<String>)| 10.0 + r.0.len() as f64 * 14.0 + r.1.len() as f64 * 12.0;
     let more = if report.pods.len() > 5 { 20.0 } else { 0.0 };
     let rows_h: f64 = rows.iter().map(|r| row_h(r) + 6.0).sum::<f64>().max(52.0);
     let h = 36.0 + rows_h + more;
@@ -721,7 +734,15 @@ fn draw_pods(c: &mut Canvas, report: &PathReport) {
             Some(p) => format!("app :{p}"),
             None => "app".to_string(),
         };
-        c.text(x + w - 53.0, py + 23.0, 11.0, "normal", INK, "middle", &label);
+        c.text(
+            x + w - 53.0,
+            py + 23.0,
+            11.0,
+            "normal",
+            INK,
+            "middle",
+            &label,
+        );
         c.close_group();
         py += rh + 6.0;
     }
@@ -1073,7 +1094,8 @@ mod tests {
         assert_eq!(root.name, "svg");
         assert_eq!(root.attr("xmlns"), Some("http://www.w3.org/2000/svg"));
         assert!(
-            root.attr("viewBox").is_some_and(|v| v.starts_with("0 0 1000 ")),
+            root.attr("viewBox")
+                .is_some_and(|v| v.starts_with("0 0 1000 ")),
             "{:?}",
             root.attr("viewBox")
         );
@@ -1223,8 +1245,16 @@ mod tests {
             "the question asked is in the title"
         );
         // The target port is connected on both sides.
-        assert!(elements.iter().any(|e| e.attr("id") == Some("link-targetport-in")));
-        assert!(elements.iter().any(|e| e.attr("id") == Some("link-targetport-pods")));
+        assert!(
+            elements
+                .iter()
+                .any(|e| e.attr("id") == Some("link-targetport-in"))
+        );
+        assert!(
+            elements
+                .iter()
+                .any(|e| e.attr("id") == Some("link-targetport-pods"))
+        );
         // Every hop's words are in the picture whole.
         let drawn = [
             HopKind::DriverBoundary,
@@ -1242,5 +1272,4 @@ mod tests {
             }
         }
     }
-
 }
