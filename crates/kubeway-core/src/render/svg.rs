@@ -625,12 +625,6 @@ fn draw_kubernetes(c: &mut Canvas, report: &PathReport) {
             arrow_status(report, Some(from), HopKind::TargetPort),
             None,
         );
-        c.arrow(
-            "link-targetport-pods",
-            &[(x + w, 448.0), (628.0, 448.0)],
-            arrow_status(report, Some(HopKind::TargetPort), HopKind::Pods),
-            None,
-        );
         let label = tp.label.clone();
         let detail = tp.observed.clone();
         hop_box(
@@ -758,6 +752,20 @@ fn draw_pods(c: &mut Canvas, report: &PathReport) {
         );
     }
     if let Some(p) = report.hop(HopKind::Process) {
+        // The target port leads to the process listening on it.
+        if report.hop(HopKind::TargetPort).is_some() {
+            c.arrow(
+                "link-targetport-pods",
+                &[
+                    (590.0, 448.0),
+                    (610.0, 448.0),
+                    (610.0, y + h + 32.0),
+                    (628.0, y + h + 32.0),
+                ],
+                arrow_status(report, Some(HopKind::TargetPort), HopKind::Process),
+                None,
+            );
+        }
         let label = p.label.clone();
         let detail = p.observed.clone();
         hop_box(
