@@ -188,11 +188,12 @@ fn containers_of(p: &Pod) -> Vec<ContainerFacts> {
         .collect()
 }
 
+/// A condition as `(type, status, reason, message)`.
+type RawCondition = (String, String, Option<String>, Option<String>);
+
 /// Conditions that say something is wrong: a failure reported, or progress or availability
 /// that stopped.
-fn problems(
-    conditions: &[(String, String, Option<String>, Option<String>)],
-) -> Vec<ConditionFacts> {
+fn problems(conditions: &[RawCondition]) -> Vec<ConditionFacts> {
     conditions
         .iter()
         .filter(|(t, s, _, _)| {
@@ -645,8 +646,7 @@ async fn collect_facts(
                 .push(classify(&e, "get", "pods", Some(&ns))),
         },
         TargetKind::Deployment | TargetKind::StatefulSet | TargetKind::ReplicaSet => {
-            let status = |c: Option<Vec<(String, String, Option<String>, Option<String>)>>,
-                          ready: Option<i32>| {
+            let status = |c: Option<Vec<RawCondition>>, ready: Option<i32>| {
                 (
                     problems(&c.unwrap_or_default()),
                     ready.map(|r| r.max(0) as u32),
