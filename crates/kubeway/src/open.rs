@@ -274,12 +274,21 @@ pub async fn run(cli: &Cli, args: &OpenArgs) -> Result<()> {
         std::process::exit(3);
     }
     match (cli.output, args.url) {
-        (Output::Json, _) => println!(
-            "{}",
-            serde_json::to_string_pretty(
-                &json!({"opened": opened, "failed": failed, "warnings": warnings})
-            )?
-        ),
+        (Output::Json, _) => {
+            // One row per Service port, as before; a failing one has no URL and says why.
+            let mut rows: Vec<serde_json::Value> = opened.iter().map(|o| json!(o)).collect();
+            for (row, o) in rows.iter_mut().zip(&opened) {
+                let prefix = format!("{} {}: ", o.name, o.port);
+                if let Some(w) = warnings.iter().find(|w| w.starts_with(&prefix)) {
+                    row["warning"] = json!(w.trim_start_matches(&prefix));
+                }
+            }
+            rows.extend(failed.iter().map(|f| {
+                json!({"namespace": f.namespace, "name": f.name, "port": f.port, "url": null,
+                       "via": "failing", "why": f.reason})
+            }));
+            println!("{}", serde_json::to_string_pretty(&rows)?)
+        }
         (_, true) => {
             for o in &opened {
                 println!("{}", o.url);
