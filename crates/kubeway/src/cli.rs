@@ -87,6 +87,11 @@ pub enum Command {
     /// The working URL of each port of a Service, like `minikube service` on any cluster: a
     /// LoadBalancer address or a NodePort when the host reaches it (checked live), otherwise a
     /// forward through the API server kept open in the foreground. Says which way and why.
+    /// Before it answers it checks the pods' processes as `explain` does: a Service port whose
+    /// way fails gets no URL, only the reason.
+    ///
+    /// Exit codes: 0 every URL works, 1 an error (API refused, not found, bad input), 3 a
+    /// Service port has no working URL (with --all, the working ones are still printed).
     ///
     /// Examples:
     ///   kubeway open web                 # table, and the browser on a desktop
