@@ -21,6 +21,7 @@ pub mod kubelet;
 pub mod netns;
 pub mod openapi;
 pub mod patch;
+pub mod podproxy;
 pub mod portforward;
 pub mod proxy;
 pub mod resources;
