@@ -205,12 +205,70 @@ impl Query {
 pub async fn handle(ctx: Arc<Ctx>, req: Request<Incoming>) -> Response<Body> {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
+    let accept = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
     let resp = match serve(ctx, req).await {
         Ok(r) => r,
         Err(e) => error_response(&e),
     };
+    let resp = negotiate(&accept, resp).await;
     tracing::debug!(%method, %path, status = resp.status().as_u16(), "api request");
     resp
+}
+
+/// Content negotiation at the edge: a client whose Accept puts protobuf first (kubectl's typed
+/// clients send `application/vnd.kubernetes.protobuf,application/json`) gets the object, list,
+/// Scale or Status in protobuf when the lab has its protobuf type, JSON otherwise if it accepts
+/// JSON, else 406. Streams (watches, logs, port-forward upgrades) answer for themselves.
+async fn negotiate(accept: &str, resp: Response<Body>) -> Response<Body> {
+    let mut choices = accept.split(',').map(str::trim).filter(|m| !m.is_empty());
+    if !choices.next().is_some_and(crate::protobuf::is_protobuf) {
+        return resp;
+    }
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes() == b"application/json");
+    if !is_json || resp.headers().contains_key(header::TRANSFER_ENCODING) {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let bytes = match body.collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => {
+            return error_response(&ApiError::internal(format!(
+                "reading the response body: {e}"
+            )));
+        }
+    };
+    let accepts_json = accept.split(',').any(|m| {
+        let m = m.split(';').next().unwrap_or_default().trim();
+        matches!(m, "application/json" | "application/*" | "*/*")
+    });
+    let encoded = serde_json::from_slice::<Value>(&bytes)
+        .ok()
+        .map(|v| crate::protobuf::encode(&v));
+    match encoded {
+        Some(Ok(pb)) => {
+            parts.headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(crate::protobuf::MEDIA_TYPE),
+            );
+            parts.headers.remove(header::CONTENT_LENGTH);
+            Response::from_parts(parts, full(pb))
+        }
+        _ if accepts_json => Response::from_parts(parts, full(bytes)),
+        Some(Err(e)) => error_response(&ApiError::not_acceptable(&format!(
+            "{e}; ask for application/json"
+        ))),
+        None => error_response(&ApiError::not_acceptable(
+            "this answer has no protobuf form; ask for application/json",
+        )),
+    }
 }
 
 fn authenticated(ctx: &Ctx, req: &Request<Incoming>) -> bool {
@@ -388,9 +446,21 @@ async fn read_body(req: Request<Incoming>) -> Result<(http::request::Parts, Byte
     Ok((parts, bytes))
 }
 
+/// The object of a create or update body: JSON, or protobuf in its envelope (what kubectl's
+/// typed clients send for built-in kinds).
 fn parse_json(bytes: &[u8], ct: &str) -> Result<Value, ApiError> {
-    if ct.contains("protobuf") {
-        return Err(ApiError::unsupported_media_type(ct));
+    if crate::protobuf::is_protobuf(ct) {
+        return crate::protobuf::decode(bytes).map_err(|e| {
+            let mut msg = e.to_string();
+            let mut src = std::error::Error::source(&e);
+            while let Some(s) = src {
+                msg.push_str(&format!(": {s}"));
+                src = s.source();
+            }
+            ApiError::bad_request(format!(
+                "the request body is not a valid protobuf object: {msg}"
+            ))
+        });
     }
     serde_json::from_slice(bytes)
         .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}")))
@@ -456,11 +526,11 @@ async fn resource(
             patch_object(&ctx, &rr, kind, &body, &q)
         }
         "delete" => {
-            let (_, body) = read_body(req).await?;
+            let (parts, body) = read_body(req).await?;
             let opts: Value = if body.is_empty() {
                 json!({})
             } else {
-                serde_json::from_slice(&body).unwrap_or_else(|_| json!({}))
+                parse_json(&body, &content_type(&parts))?
             };
             delete(&ctx, &rr, &opts, &q)
         }
@@ -1055,7 +1125,7 @@ mod tests {
         assert!(r.ns.is_none() && r.name.is_none());
         let r = rr("/api/v1/watch/namespaces/default/pods");
         assert_eq!(r.ns.as_deref(), Some("default"));
-        assert!(route("/api/v1/secrets").is_err());
+        assert!(route("/api/v1/limitranges").is_err());
         assert!(route("/nope").is_err());
         assert!(matches!(
             route("/apis/apps/v1"),

@@ -22,6 +22,7 @@ pub mod netns;
 pub mod openapi;
 pub mod patch;
 pub mod portforward;
+pub mod protobuf;
 pub mod proxy;
 pub mod resources;
 pub mod sample;
