@@ -364,6 +364,7 @@ fn resource_list(group: &str, version: &str) -> Option<Value> {
             let (kind, verbs, grp, ver): (&str, Vec<&str>, Option<&str>, Option<&str>) = match *sub
             {
                 "status" => (r.kind, vec!["get", "patch", "update"], None, None),
+                "log" => ("Pod", vec!["get"], None, None),
                 "scale" => (
                     "Scale",
                     vec!["get", "patch", "update"],
@@ -493,6 +494,20 @@ async fn resource(
     }
     if rr.sub.as_deref() == Some("portforward") {
         return portforward::handle(ctx, req, rr, q).await;
+    }
+    if rr.sub.as_deref() == Some("log") {
+        if req.method() != Method::GET {
+            return Err(ApiError::method_not_allowed(verb, "pods/log"));
+        }
+        let lq = crate::logs::LogQuery::parse(&q)?;
+        let (ns, name) = (ns_of(&rr).to_string(), name_of(&rr).to_string());
+        if ctx.store.get(rr.res, &ns, &name).is_none() {
+            return Err(ApiError::not_found("pods", &name));
+        }
+        let log = ctx
+            .kubelet
+            .logs(&ns, &name, lq.container.as_deref(), lq.previous)?;
+        return Ok(crate::logs::respond(log, lq));
     }
     if let Some(sub) = rr.sub.as_deref()
         && !rr.res.subresources.contains(&sub)

@@ -14,10 +14,12 @@
 
 pub mod admit;
 pub mod api;
+pub mod apps;
 pub mod authz;
 pub mod controllers;
 pub mod images;
 pub mod kubelet;
+pub mod logs;
 pub mod netns;
 pub mod openapi;
 pub mod patch;
