@@ -1065,7 +1065,9 @@ fn delete(
     if rr.res.plural == "namespaces" {
         crate::controllers::delete_namespace_contents(&ctx.store, &name);
     }
-    if rr.res.kind == "Pod" {
+    // Pods and Services answer with the deleted object (the Service registry's own delete
+    // does, and clients' typed APIs expect a Service back); the rest with a Status.
+    if matches!(rr.res.kind, "Pod" | "Service") {
         return Ok(json_response(200, &gone));
     }
     Ok(json_response(

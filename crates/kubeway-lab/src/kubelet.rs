@@ -854,6 +854,11 @@ impl Kubelet {
                 });
                 return;
             }
+            // Until it runs again, the crashed instance is both the latest and the previous one
+            // (`kubectl logs` and `kubectl logs --previous` both show it), as with the kubelet.
+            if let Some(entry) = lock(&h.logs).get_mut(&cname) {
+                entry.1 = Some(entry.0.clone());
+            }
             self.set_state(&h, i, |s| {
                 s.last_state = json!({"terminated": terminated});
                 s.restarts += 1;

@@ -147,7 +147,10 @@ impl Sandbox {
             if done(&text) {
                 return text;
             }
-            assert!(Instant::now() < deadline, "`{args}` never got there: {text}");
+            assert!(
+                Instant::now() < deadline,
+                "`{args}` never got there: {text}"
+            );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
@@ -292,8 +295,16 @@ async fn minikube_get_started_guide_word_for_word() {
         .collect();
     let echo = "Request served by hello-minikube-";
 
-    assert!(sb.run(lines[0]).await.contains("deployment.apps/hello-minikube created"));
-    assert!(sb.run(lines[1]).await.contains("service/hello-minikube exposed"));
+    assert!(
+        sb.run(lines[0])
+            .await
+            .contains("deployment.apps/hello-minikube created")
+    );
+    assert!(
+        sb.run(lines[1])
+            .await
+            .contains("service/hello-minikube exposed")
+    );
     let svc = sb.run(lines[2]).await;
     assert!(svc.contains("NodePort") && svc.contains("8080:3"), "{svc}");
 
@@ -312,10 +323,17 @@ async fn minikube_get_started_guide_word_for_word() {
     interrupt(pf, "kubectl port-forward").await;
 
     let logs = sb.run(lines[5]).await;
-    assert!(logs.contains("Echo server listening on port 8080."), "{logs}");
+    assert!(
+        logs.contains("Echo server listening on port 8080."),
+        "{logs}"
+    );
     assert!(logs.contains("| GET /"), "the access log: {logs}");
 
-    assert!(sb.run(lines[6]).await.contains("deployment.apps/balanced created"));
+    assert!(
+        sb.run(lines[6])
+            .await
+            .contains("deployment.apps/balanced created")
+    );
     assert!(sb.run(lines[7]).await.contains("service/balanced exposed"));
     let tunnel = sb.spawn(lines[8]);
     let shown = sb
@@ -338,12 +356,27 @@ async fn minikube_get_started_guide_word_for_word() {
     assert!(page.contains("GET / HTTP/1.1"), "{page}");
 
     let events = sb.run(lines[10]).await;
-    for reason in ["Scheduled", "Pulling", "Pulled", "Created", "Started", "ScalingReplicaSet"] {
+    for reason in [
+        "Scheduled",
+        "Pulling",
+        "Pulled",
+        "Created",
+        "Started",
+        "ScalingReplicaSet",
+    ] {
         assert!(events.contains(reason), "no {reason} event in:\n{events}");
     }
 
-    assert!(sb.run(lines[11]).await.contains("service \"hello-minikube\" deleted"));
-    assert!(sb.run(lines[12]).await.contains("deployment.apps \"hello-minikube\" deleted"));
+    assert!(
+        sb.run(lines[11])
+            .await
+            .contains("service \"hello-minikube\" deleted")
+    );
+    assert!(
+        sb.run(lines[12])
+            .await
+            .contains("deployment.apps \"hello-minikube\" deleted")
+    );
     // Nothing of hello-minikube is left: pods drain, ReplicaSets, Endpoints and slices go.
     sb.until(
         "kubectl get pods,replicasets,endpoints,endpointslices -o name",
@@ -356,5 +389,8 @@ async fn minikube_get_started_guide_word_for_word() {
     let after = sb.run("kubectl get services balanced").await;
     assert!(after.contains("<pending>"), "{after}\n{said}");
     interrupt(lab, "kubeway lab up").await;
-    assert!(!Path::new(&sb.kubeconfig()).exists(), "lab up removes its kubeconfig");
+    assert!(
+        !Path::new(&sb.kubeconfig()).exists(),
+        "lab up removes its kubeconfig"
+    );
 }
