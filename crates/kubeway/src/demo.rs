@@ -17,7 +17,8 @@ use serde_json::json;
 use crate::cli::{DemoArgs, Output};
 use crate::lab::{describe, remove_written, shutdown_signal, start};
 
-async fn fetch(addr: std::net::SocketAddr) -> Result<(u16, String)> {
+/// `GET /` on `addr`: the status and the page.
+pub(crate) async fn fetch(addr: std::net::SocketAddr) -> Result<(u16, String)> {
     let tcp = tokio::net::TcpStream::connect(addr)
         .await
         .with_context(|| format!("connecting to the local end of the way at {addr}"))?;
@@ -45,6 +46,9 @@ async fn fetch(addr: std::net::SocketAddr) -> Result<(u16, String)> {
 
 /// Runs the demo.
 pub async fn run(args: DemoArgs, output: Output) -> Result<()> {
+    if args.tutorial {
+        return crate::tutorial::run(args, output).await;
+    }
     if args.lab.netns.is_some() {
         anyhow::bail!(
             "the demo runs in loopback mode; for namespace mode start `sudo kubeway lab up --netns reachable` and run kubeway in the host namespace it names"

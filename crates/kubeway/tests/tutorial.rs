@@ -394,3 +394,86 @@ async fn minikube_get_started_guide_word_for_word() {
         "lab up removes its kubeconfig"
     );
 }
+
+/// `kubeway demo --tutorial --pause`: every step of the guide printed, run and explained against
+/// the tutorial's own lab (in this namespace, on loopback; the guide's port 7080 is used only if
+/// free), waiting for Enter before each step.
+#[test]
+fn demo_tutorial_walks_the_guide_step_by_step() {
+    if !have("kubectl", &["version", "--client"]) {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "kubectl is required on CI (.ci/run installs it)"
+        );
+        skip("kubectl is not installed");
+        return;
+    }
+    let home = tempfile::tempdir().expect("tempdir");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kubeway"))
+        .args(["demo", "--tutorial", "--pause"])
+        .env("HOME", home.path())
+        .env("KUBEWAY_STATE_DIR", home.path().join("state"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubeway runs");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(&b"\n".repeat(12)).expect("Enter presses");
+    }
+    let out = child.wait_with_output().expect("finishes");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for line in GUIDE.lines().filter(|l| l.starts_with("kubectl")) {
+        let cmd = line.split('#').next().unwrap_or_default().trim();
+        let cmd = cmd.replace("7080:8080", "");
+        assert!(
+            stdout.contains(&format!("$ {}", cmd.trim())),
+            "{cmd} not run:\n{stdout}"
+        );
+    }
+    for want in [
+        "── step 12 of 12",
+        "press Enter for step 12",
+        "$ kubeway open hello-minikube",
+        "$ kubeway tunnel",
+        "Request served by hello-minikube-",
+        "Request served by balanced-",
+        "Echo server listening on port 8080.",
+        "layer: Kubernetes (Service → EndpointSlice → Pod, NodePort on the node)",
+        "layer: the driver",
+        "does not answer",
+        "EXTERNAL-IP is taken back",
+        "know your driver",
+    ] {
+        assert!(stdout.contains(want), "no {want:?} in:\n{stdout}");
+    }
+}
+
+/// Without kubectl the tutorial says what it needs, before starting anything.
+#[test]
+fn demo_tutorial_says_it_needs_kubectl() {
+    let empty = tempfile::tempdir().expect("tempdir");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kubeway"))
+        .args(["demo", "--tutorial"])
+        .env("PATH", empty.path())
+        .output()
+        .expect("kubeway runs");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("kubectl") && err.contains("install kubectl"),
+        "{err}"
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kubeway"))
+        .args(["demo", "--pause"])
+        .output()
+        .expect("kubeway runs");
+    assert_eq!(out.status.code(), Some(2), "--pause needs --tutorial");
+}
