@@ -524,7 +524,7 @@ async fn resource(
     match verb {
         "get" => get(&ctx, &rr, render, &q),
         "list" => list(&ctx, &rr, render, &q),
-        "watch" => watch(&ctx, &rr, render, &q),
+        "watch" => watch(&ctx, &rr, render, &q, wants_protobuf(&req)),
         "create" => {
             let (parts, body) = read_body(req).await?;
             let obj = parse_json(&body, &content_type(&parts))?;
@@ -649,6 +649,37 @@ fn list(
 
 type Chunk = Result<Frame<Bytes>, std::io::Error>;
 
+/// One watch event: a JSON line, or a length-prefixed protobuf frame.
+fn event_chunk(v: &Value, proto: bool) -> Option<Chunk> {
+    if !proto {
+        return Some(line(v));
+    }
+    match crate::protobuf::watch_frame(v["type"].as_str().unwrap_or_default(), &v["object"]) {
+        Ok(frame) => Some(Ok(Frame::data(Bytes::from(frame)))),
+        Err(e) => {
+            tracing::warn!(error = %e, "a watch event has no protobuf form; skipped");
+            None
+        }
+    }
+}
+
+fn watch_media_type(proto: bool) -> HeaderValue {
+    HeaderValue::from_static(if proto {
+        crate::protobuf::WATCH_MEDIA_TYPE
+    } else {
+        "application/json"
+    })
+}
+
+/// Whether the client's first choice is protobuf (a typed client-go client's watch).
+fn wants_protobuf(req: &Request<Incoming>) -> bool {
+    req.headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|a| a.split(',').next())
+        .is_some_and(crate::protobuf::is_protobuf)
+}
+
 fn line(v: &Value) -> Chunk {
     let mut b = serde_json::to_vec(v).unwrap_or_default();
     b.push(b'\n');
@@ -660,7 +691,10 @@ fn watch(
     rr: &ResourceRequest,
     render: Render,
     q: &Query,
+    proto: bool,
 ) -> Result<Response<Body>, ApiError> {
+    let proto = proto && render == Render::Json;
+    let send = move |v: &Value| event_chunk(v, proto);
     let (labels, fields) = selectors(q)?;
     let rv_param = q.get("resourceVersion").unwrap_or_default().to_string();
     let bookmarks = q.flag("allowWatchBookmarks");
@@ -718,11 +752,13 @@ fn watch(
             Err(oldest) => {
                 let ev =
                     json!({"type": "ERROR", "object": ApiError::gone(since, oldest).to_status()});
-                let body = StreamBody::new(futures::stream::iter(vec![line(&ev)]));
+                let body = StreamBody::new(futures::stream::iter(send(&ev)));
                 let mut r = Response::new(BodyExt::boxed(body));
+                r.headers_mut()
+                    .insert(header::CONTENT_TYPE, watch_media_type(proto));
                 r.headers_mut().insert(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/json"),
+                    header::TRANSFER_ENCODING,
+                    HeaderValue::from_static("chunked"),
                 );
                 return Ok(r);
             }
@@ -733,13 +769,17 @@ fn watch(
         let mut last = start_rv;
         if let Some(items) = initial {
             for o in items.iter().filter(|o| wants(o)) {
-                if tx.send(line(&encode("ADDED", o))).await.is_err() {
+                if let Some(c) = send(&encode("ADDED", o))
+                    && tx.send(c).await.is_err()
+                {
                     return;
                 }
             }
             if send_initial && bookmarks {
                 let bm = json!({"type": "BOOKMARK", "object": {"kind": res.kind, "apiVersion": res.api_version(), "metadata": {"resourceVersion": start_rv.to_string(), "annotations": {"k8s.io/initial-events-end": "true"}}}});
-                if tx.send(line(&bm)).await.is_err() {
+                if let Some(c) = send(&bm)
+                    && tx.send(c).await.is_err()
+                {
                     return;
                 }
             }
@@ -761,7 +801,7 @@ fn watch(
                     _ = tick.tick() => {
                         if bookmarks {
                             let bm = json!({"type": "BOOKMARK", "object": {"kind": res.kind, "apiVersion": res.api_version(), "metadata": {"resourceVersion": last.max(store.current_rv()).to_string()}}});
-                            if tx.send(line(&bm)).await.is_err() { return; }
+                            if let Some(c) = send(&bm) && tx.send(c).await.is_err() { return; }
                         }
                         continue;
                     }
@@ -784,17 +824,17 @@ fn watch(
                 (_, true, false) => "DELETED",
                 (_, false, false) => continue,
             };
-            if tx.send(line(&encode(kind, &ev.object))).await.is_err() {
+            if let Some(c) = send(&encode(kind, &ev.object))
+                && tx.send(c).await.is_err()
+            {
                 return;
             }
         }
     });
     let stream = tokio_stream_from(rx);
     let mut r = Response::new(BodyExt::boxed(StreamBody::new(stream)));
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, watch_media_type(proto));
     r.headers_mut().insert(
         header::TRANSFER_ENCODING,
         HeaderValue::from_static("chunked"),
