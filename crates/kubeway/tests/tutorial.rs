@@ -227,7 +227,7 @@ async fn interrupt(mut child: Child, what: &str) -> String {
             .status()
             .await;
     }
-    let out = tokio::time::timeout(DEADLINE, async {
+    tokio::time::timeout(DEADLINE, async {
         let mut err = String::new();
         if let Some(e) = child.stderr.as_mut() {
             use tokio::io::AsyncReadExt;
@@ -237,8 +237,7 @@ async fn interrupt(mut child: Child, what: &str) -> String {
         err
     })
     .await
-    .unwrap_or_else(|_| panic!("{what} did not stop on Ctrl-C"));
-    out
+    .unwrap_or_else(|_| panic!("{what} did not stop on Ctrl-C"))
 }
 
 /// Reads lines of a running child's stdout until one contains `want`.
