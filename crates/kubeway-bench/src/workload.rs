@@ -123,8 +123,9 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Uploads the plan's bytes through one connection (`sink`), half-closes, and checks the
-/// server's `N sha256` answer. Needs a transport that carries half-close.
+/// Uploads the plan's bytes through one connection (`sink N`, length-prefixed, so no
+/// half-close is needed: container runtimes do not pass one on) and checks the server's
+/// `N sha256` answer.
 pub async fn upload(addr: SocketAddr, plan: &UploadPlan) -> anyhow::Result<Throughput> {
     let start = Instant::now();
     let s = TcpStream::connect(addr)
@@ -132,7 +133,7 @@ pub async fn upload(addr: SocketAddr, plan: &UploadPlan) -> anyhow::Result<Throu
         .with_context(|| format!("connecting to {addr}"))?;
     s.set_nodelay(true)?;
     let (rd, mut wr) = s.into_split();
-    wr.write_all(b"sink\n")
+    wr.write_all(format!("sink {}\n", plan.len).as_bytes())
         .await
         .context("sending the sink command")?;
     let mut left = plan.len;
@@ -143,7 +144,6 @@ pub async fn upload(addr: SocketAddr, plan: &UploadPlan) -> anyhow::Result<Throu
             .with_context(|| format!("writing after {} bytes", plan.len - left))?;
         left -= k as u64;
     }
-    wr.shutdown().await.context("half-closing the upload")?;
     let mut line = String::new();
     BufReader::new(rd)
         .read_line(&mut line)
@@ -156,6 +156,7 @@ pub async fn upload(addr: SocketAddr, plan: &UploadPlan) -> anyhow::Result<Throu
         "the sink answered {:?}, expected {want:?}",
         line.trim()
     );
+    drop(wr);
     Ok(Throughput::new(plan.len, took))
 }
 

@@ -59,8 +59,8 @@ pub enum KubeError {
         #[source]
         source: kube::Error,
     },
-    /// The Service has no port matching the request.
-    #[error("service {service} has no port {port}; its ports are: {known}")]
+    /// The target has no port matching the request.
+    #[error("{service} has no port {port}; its ports are: {known}")]
     NoSuchPort {
         /// Service name.
         service: String,
@@ -87,6 +87,13 @@ pub enum KubeError {
         what: String,
         /// Near names, or what to check.
         hint: String,
+    },
+    /// A watch failed before it listed anything (the text names the API layer, the status
+    /// and what to do).
+    #[error("{message}")]
+    Watch {
+        /// What happened.
+        message: String,
     },
     /// The port is not TCP.
     #[error(
@@ -122,6 +129,54 @@ pub struct Cluster {
     pub context: String,
     /// The API server URL.
     pub server: String,
+}
+
+/// `kubeway/VERSION (os/arch)`, sent as the User-Agent of every request, as kubectl sends
+/// `kubectl/vX (os/arch)`.
+pub fn user_agent() -> String {
+    format!(
+        "kubeway/{} ({}/{})",
+        env!("CARGO_PKG_VERSION"),
+        std::env::consts::OS,
+        std::env::consts::ARCH
+    )
+}
+
+/// Rewrites a request path's query as an API server expects it: kube-rs starts every query with
+/// `?&` (`?&ports=80`, `?&resourceVersion=0`), which servers accept but logs and audits show as
+/// odd; kubeway sends `?ports=80`.
+fn tidy_query(mut req: http::Request<kube::client::Body>) -> http::Request<kube::client::Body> {
+    let uri = req.uri();
+    if let Some(query) = uri.query()
+        && (query.starts_with('&') || query.is_empty())
+    {
+        let tidy = query.trim_start_matches('&');
+        let path = uri.path();
+        let text = if tidy.is_empty() {
+            path.to_string()
+        } else {
+            format!("{path}?{tidy}")
+        };
+        let mut parts = uri.clone().into_parts();
+        if let Ok(pq) = http::uri::PathAndQuery::try_from(text) {
+            parts.path_and_query = Some(pq);
+            if let Ok(fixed) = http::Uri::from_parts(parts) {
+                *req.uri_mut() = fixed;
+            }
+        }
+    }
+    req
+}
+
+/// A kube client for `config` that names itself ([`user_agent`]) and tidies query strings.
+pub fn build_client(mut config: kube::Config) -> Result<kube::Client, KubeError> {
+    if let Ok(agent) = http::HeaderValue::from_str(&user_agent()) {
+        config.headers.push((http::header::USER_AGENT, agent));
+    }
+    let builder = kube::client::ClientBuilder::try_from(config).map_err(KubeError::Client)?;
+    Ok(builder
+        .with_layer(&tower::util::MapRequestLayer::new(tidy_query))
+        .build())
 }
 
 /// Connects with kubectl's rules: `--kubeconfig`, else `KUBECONFIG`, else `~/.kube/config`.
@@ -161,11 +216,41 @@ pub async fn connect(opts: &ConnectOptions) -> Result<Cluster, KubeError> {
         .clone()
         .unwrap_or_else(|| config.default_namespace.clone());
     let server = config.cluster_url.to_string();
-    let client = kube::Client::try_from(config).map_err(KubeError::Client)?;
+    let client = build_client(config)?;
     Ok(Cluster {
         client,
         namespace,
         context,
         server,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tidy(path: &str) -> String {
+        let req = http::Request::get(path)
+            .body(kube::client::Body::empty())
+            .expect("request");
+        tidy_query(req).uri().to_string()
+    }
+
+    #[test]
+    fn queries_lose_kube_rs_leading_ampersand() {
+        assert_eq!(
+            tidy("/api/v1/namespaces/a/pods/p/portforward?&ports=80"),
+            "/api/v1/namespaces/a/pods/p/portforward?ports=80"
+        );
+        assert_eq!(tidy("/api/v1/pods?&"), "/api/v1/pods");
+        assert_eq!(tidy("/api/v1/pods?watch=1&x=2"), "/api/v1/pods?watch=1&x=2");
+        assert_eq!(tidy("/version"), "/version");
+    }
+
+    #[test]
+    fn the_user_agent_names_version_and_platform() {
+        let ua = user_agent();
+        assert!(ua.starts_with(&format!("kubeway/{} (", env!("CARGO_PKG_VERSION"))));
+        assert!(ua.contains(std::env::consts::OS), "{ua}");
+    }
 }

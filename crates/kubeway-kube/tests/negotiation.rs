@@ -454,3 +454,27 @@ async fn a_burst_of_connections_spreads_over_the_pool() {
     );
     assert_eq!(fwd.stats().sessions_opened, 2);
 }
+
+#[tokio::test]
+async fn requests_name_kubeway_and_carry_tidy_queries() {
+    let fake = FakeApi::start(Behaviour {
+        ws_spdy: Answer::Refuse(400),
+        spdy: Answer::Refuse(400),
+        v4: Answer::Serve,
+    })
+    .await;
+    let fwd = forwarder(&fake, "echo-1", forced(Transport::V4));
+    echo_ok(&fwd, 5, 1000, false).await;
+    let requests = fake.requests();
+    assert!(!requests.is_empty());
+    for (path, agent) in &requests {
+        assert!(!path.contains("?&"), "no `?&` in {path}");
+        assert!(agent.starts_with("kubeway/"), "User-Agent {agent:?}");
+    }
+    assert!(
+        requests
+            .iter()
+            .any(|(p, _)| p == "/api/v1/namespaces/default/pods/echo-1/portforward?ports=9000"),
+        "{requests:?}"
+    );
+}

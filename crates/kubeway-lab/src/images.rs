@@ -459,13 +459,21 @@ async fn http_answer(
 
 /// Deterministic bytes for the source (position-dependent, so reordering is detected).
 pub fn pattern(offset: u64, n: usize) -> Vec<u8> {
-    (0..n as u64)
-        .map(|i| {
-            let x = (offset + i).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-            (x >> 56) as u8
-        })
-        .collect()
+    let mut v = vec![0u8; n];
+    pattern_into(offset, &mut v);
+    v
 }
+
+/// Fills `buf` with the `source` stream's bytes from `offset` on, without allocating.
+pub fn pattern_into(offset: u64, buf: &mut [u8]) {
+    let mut x = offset.wrapping_mul(PATTERN_MUL);
+    for b in buf.iter_mut() {
+        *b = (x >> 56) as u8;
+        x = x.wrapping_add(PATTERN_MUL);
+    }
+}
+
+const PATTERN_MUL: u64 = 0x9E37_79B9_7F4A_7C15;
 
 async fn serve_echo(shared: Arc<Shared>, tcp: TcpStream) {
     let (mut rd, mut wr) = tcp.into_split();
@@ -511,21 +519,45 @@ async fn serve_blob(tcp: TcpStream) {
             return;
         };
         let mut sent = 0u64;
-        let chunk = 256 * 1024;
+        // One buffer, refilled in place: the source must never be what limits a benchmark.
+        let mut buf = vec![0u8; 256 * 1024];
         while sent < total {
-            let n = chunk.min((total - sent) as usize);
-            if rd.get_mut().write_all(&pattern(sent, n)).await.is_err() {
+            let n = usize::try_from(total - sent)
+                .unwrap_or(usize::MAX)
+                .min(buf.len());
+            pattern_into(sent, &mut buf[..n]);
+            if rd.get_mut().write_all(&buf[..n]).await.is_err() {
                 return;
             }
             sent += n as u64;
         }
         let _ = rd.get_mut().shutdown().await;
-    } else if cmd == "sink" {
+    } else if cmd == "sink" || cmd.starts_with("sink ") {
+        // `sink N`: read N bytes, then answer; `sink`: read to EOF (needs a half-close the way
+        // there carries to the app, which a container runtime's port-forward does not).
+        let want = match cmd.strip_prefix("sink ").map(|n| n.trim().parse::<u64>()) {
+            None => None,
+            Some(Ok(n)) => Some(n),
+            Some(Err(_)) => {
+                let _ = rd
+                    .get_mut()
+                    .write_all(b"error: sink N needs a byte count\n")
+                    .await;
+                return;
+            }
+        };
         let mut hasher = sha2::Sha256::new();
         let mut total = 0u64;
         let mut buf = vec![0u8; 256 * 1024];
         loop {
-            match rd.read(&mut buf).await {
+            let room = match want {
+                Some(w) if total >= w => break,
+                Some(w) => usize::try_from(w - total)
+                    .unwrap_or(usize::MAX)
+                    .min(buf.len()),
+                None => buf.len(),
+            };
+            match rd.read(&mut buf[..room]).await {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
                     hasher.update(&buf[..n]);
@@ -546,7 +578,7 @@ async fn serve_blob(tcp: TcpStream) {
     } else {
         let _ = rd
             .get_mut()
-            .write_all(b"error: send \"source N\\n\" or \"sink\\n\"\n")
+            .write_all(b"error: send \"source N\\n\", \"sink N\\n\" or \"sink\\n\"\n")
             .await;
     }
 }

@@ -354,68 +354,81 @@ async fn serve_spdy<T>(
     }
 }
 
+/// How long the runtime waits for the other direction once one has ended, as containerd's
+/// `portForward` does ("give a chance to terminate gracefully or timeout after 1s").
+const OTHER_DIRECTION_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+/// The copy buffer of Go's `io.Copy`, so DATA frames have the upstream size.
+const COPY_BUFFER: usize = 32 * 1024;
+
+/// Copies `from` into `to` in `io.Copy`'s 32 KiB pieces until `from` ends; like `io.Copy`, it
+/// does not shut `to` down.
+async fn copy_plain<R, W>(from: &mut R, to: &mut W) -> std::io::Result<()>
+where
+    R: tokio::io::AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    let mut buf = vec![0u8; COPY_BUFFER];
+    loop {
+        let n = from.read(&mut buf).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        to.write_all(&buf[..n]).await?;
+    }
+}
+
+/// Carries one connection the way containerd's CRI `portForward` does: copy both ways; when
+/// the first direction ends, give the other at most a second, then close the pod connection
+/// and the data stream. The client's half-close is not passed on to the app (containerd never
+/// calls `CloseWrite`): the app sees the end only when the connection is closed. An app that
+/// closes (even one killed mid-transfer) ends the stream cleanly; a copy error (the app reset
+/// the connection, the client reset the stream) is written on the error stream, as the kubelet
+/// writes the runtime's error.
 async fn forward_pair(
     ctx: Arc<Ctx>,
     pod: PodTarget,
     port: u16,
     mut error: kubeway_spdy::Stream,
-    mut data: kubeway_spdy::Stream,
+    data: kubeway_spdy::Stream,
 ) {
-    match pod.dial(&ctx, port).await {
-        Ok(tcp) => {
-            let (mut pod_rd, mut pod_wr) = tcp.into_split();
-            let (mut cli_rd, mut cli_wr) = tokio::io::split(data);
-            let pod_failure = {
-                let up = async {
-                    let _ = tokio::io::copy(&mut cli_rd, &mut pod_wr).await;
-                    let _ = pod_wr.shutdown().await;
-                };
-                // Only a failure on the pod side is reported on the error stream, as the kubelet
-                // does; the client resetting a finished stream is just its end.
-                let down = async {
-                    let mut buf = vec![0u8; 64 * 1024];
-                    loop {
-                        match pod_rd.read(&mut buf).await {
-                            Ok(0) => {
-                                let _ = cli_wr.shutdown().await;
-                                return None;
-                            }
-                            Ok(n) => {
-                                if cli_wr.write_all(&buf[..n]).await.is_err() {
-                                    return None;
-                                }
-                            }
-                            Err(e) => return Some(e),
-                        }
-                    }
-                };
-                tokio::pin!(up, down);
-                // A pod-side failure ends both directions at once; otherwise both run to their end.
-                let pod_failure = tokio::select! {
-                    f = &mut down => {
-                        if f.is_none() {
-                            (&mut up).await;
-                        }
-                        f
-                    }
-                    _ = &mut up => down.await,
-                };
-                pod_failure
-            };
-            if let Some(e) = pod_failure {
-                let text = forward_error(port, &pod.name, &pod.uid, &format!("read tcp: {e}"));
-                let _ = error.write_all(text.as_bytes()).await;
-            }
-            let mut data = cli_rd.unsplit(cli_wr);
-            let _ = data.shutdown().await;
-            let _ = error.shutdown().await;
-        }
+    let tcp = match pod.dial(&ctx, port).await {
+        Ok(tcp) => tcp,
         Err(text) => {
             let _ = error.write_all(text.as_bytes()).await;
             let _ = error.shutdown().await;
+            let mut data = data;
             let _ = data.shutdown().await;
+            return;
         }
+    };
+    let (mut pod_rd, mut pod_wr) = tcp.into_split();
+    let (mut cli_rd, mut cli_wr) = tokio::io::split(data);
+    let failure = {
+        let up = copy_plain(&mut cli_rd, &mut pod_wr);
+        let down = copy_plain(&mut pod_rd, &mut cli_wr);
+        tokio::pin!(up, down);
+        let (first, other) = tokio::select! {
+            r = &mut up => (r, tokio::time::timeout(OTHER_DIRECTION_GRACE, &mut down).await),
+            r = &mut down => (r, tokio::time::timeout(OTHER_DIRECTION_GRACE, &mut up).await),
+        };
+        match (first, other) {
+            (Err(e), _) | (Ok(()), Ok(Err(e))) => Some(e),
+            _ => None,
+        }
+    };
+    drop((pod_rd, pod_wr));
+    if let Some(e) = failure {
+        let cause = format!(
+            "failed to execute portforward for \"{}\" port {port}: {e}",
+            pod.uid
+        );
+        let _ = error
+            .write_all(forward_error(port, &pod.name, &pod.uid, &cause).as_bytes())
+            .await;
     }
+    let mut data = cli_rd.unsplit(cli_wr);
+    let _ = data.shutdown().await;
+    let _ = error.shutdown().await;
 }
 
 fn frame(base64: bool, ch: u8, payload: &[u8]) -> Message {

@@ -2,8 +2,11 @@
 //! byte-exact bidirectional copies that carry half-close, reachability probes, and host
 //! addresses for Services ([`loopback`]), and kernel routes for `tunnel --route` ([`route`]).
 
+mod carry;
 pub mod loopback;
 pub mod route;
+
+pub use carry::{Carried, CarryOptions, Ending, carry, reset};
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -22,32 +25,136 @@ pub struct Stats {
     pub accepted: AtomicU64,
     /// Connections open now.
     pub open: AtomicU64,
-    /// Connections whose upstream could not be opened.
+    /// Connections that ended cleanly on both sides.
+    pub completed: AtomicU64,
+    /// Connections that never reached the far side (no way could be opened for them).
     pub failed: AtomicU64,
+    /// Connections that reached the far side and then ended abnormally (the local client was
+    /// reset).
+    pub cut: AtomicU64,
+    /// Connections the local client itself reset or abandoned.
+    pub aborted: AtomicU64,
     /// Bytes from local clients to the remote side.
     pub bytes_up: AtomicU64,
     /// Bytes from the remote side to local clients.
     pub bytes_down: AtomicU64,
 }
 
+/// How one served connection ended, for [`Stats`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Both sides ended cleanly.
+    Completed,
+    /// No way to the far side could be opened.
+    Failed,
+    /// Ended abnormally after reaching the far side.
+    Cut,
+    /// The local client reset or left.
+    Aborted,
+}
+
+impl Outcome {
+    /// The outcome of a carry that reached the far side.
+    pub fn of(ending: &Ending) -> Self {
+        match ending {
+            Ending::Complete => Outcome::Completed,
+            Ending::LocalFailed(_) => Outcome::Aborted,
+            Ending::RemoteFailed(_) | Ending::Stopped(_) => Outcome::Cut,
+        }
+    }
+}
+
+impl Stats {
+    /// Counts one ended connection.
+    pub fn count(&self, outcome: Outcome) {
+        let counter = match outcome {
+            Outcome::Completed => &self.completed,
+            Outcome::Failed => &self.failed,
+            Outcome::Cut => &self.cut,
+            Outcome::Aborted => &self.aborted,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 /// Copies both ways until both directions are done; an EOF on one side becomes a half-close
-/// (`shutdown`) on the other. Returns (bytes a→b, bytes b→a).
+/// (`shutdown`) on the other. Returns (bytes a→b, bytes b→a). For carrying a local client,
+/// prefer [`carry`], which also tells how the connection ended and resets the client when the
+/// far side failed.
 pub async fn splice<A, B>(a: &mut A, b: &mut B) -> std::io::Result<(u64, u64)>
 where
     A: AsyncRead + AsyncWrite + Unpin + ?Sized,
     B: AsyncRead + AsyncWrite + Unpin + ?Sized,
 {
-    // tokio's 8 KiB buffers: measured against 64 KiB with pf-bench (2026-11-26), uploads through
-    // SPDY-in-WebSocket were at kubectl's level with 8 KiB and 0.88–1.03× with 64 KiB.
     tokio::io::copy_bidirectional(a, b).await
 }
 
-/// Accepts on `listener` until `cancel`, calling `connect` for each connection and splicing the
-/// two. A failed `connect` closes that one local connection only.
-pub async fn serve<F, Fut, S, E>(
+/// One accepted connection, handed to the handler of [`serve`].
+pub struct Accepted {
+    /// The local client.
+    pub tcp: TcpStream,
+    /// Its address.
+    pub peer: SocketAddr,
+    /// Cancelled when the connection must end now: the accept loop was stopped and the drain
+    /// time is over. A handler passes it to [`carry`] as its stop.
+    pub kill: CancellationToken,
+}
+
+/// Accepts on `listener` until `cancel`, handing each connection to `handle` and counting what
+/// it returns in `stats`. After `cancel`, open connections get `drain` to finish, then their
+/// `kill` token fires; `serve` returns once every handler has returned.
+pub async fn serve<F, Fut>(
     listener: TcpListener,
     cancel: CancellationToken,
     stats: Arc<Stats>,
+    drain: std::time::Duration,
+    handle: F,
+) where
+    F: Fn(Accepted) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Outcome> + Send + 'static,
+{
+    let tracker = TaskTracker::new();
+    let kill = CancellationToken::new();
+    let handle = Arc::new(handle);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            c = listener.accept() => match c {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    // EMFILE and friends: give the system a moment instead of spinning.
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = cancel.cancelled() => break,
+        };
+        let _ = tcp.set_nodelay(true);
+        stats.accepted.fetch_add(1, Ordering::Relaxed);
+        let handle = handle.clone();
+        let stats = stats.clone();
+        let kill = kill.clone();
+        tracker.spawn(async move {
+            let _open = OpenGuard::new(&stats);
+            let outcome = handle(Accepted { tcp, peer, kill }).await;
+            stats.count(outcome);
+        });
+    }
+    drop(listener);
+    tracker.close();
+    if tokio::time::timeout(drain, tracker.wait()).await.is_err() {
+        kill.cancel();
+        tracker.wait().await;
+    }
+}
+
+/// [`serve`] with a `connect` that opens the far side for each connection, carried with
+/// [`carry`]: a failed `connect` resets that one local connection and is logged.
+pub async fn serve_connect<F, Fut, S, E>(
+    listener: TcpListener,
+    cancel: CancellationToken,
+    stats: Arc<Stats>,
+    drain: std::time::Duration,
     connect: F,
 ) where
     F: Fn(SocketAddr) -> Fut + Send + Sync + 'static,
@@ -55,47 +162,37 @@ pub async fn serve<F, Fut, S, E>(
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     E: std::fmt::Display + Send + 'static,
 {
-    let tracker = TaskTracker::new();
     let connect = Arc::new(connect);
-    loop {
-        let (mut local, peer) = tokio::select! {
-            c = listener.accept() => match c {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    continue;
-                }
-            },
-            _ = cancel.cancelled() => break,
-        };
-        let _ = local.set_nodelay(true);
-        stats.accepted.fetch_add(1, Ordering::Relaxed);
+    let live = stats.clone();
+    serve(listener, cancel, stats, drain, move |a: Accepted| {
         let connect = connect.clone();
-        let stats = stats.clone();
-        let cancel = cancel.clone();
-        tracker.spawn(async move {
-            let _open = OpenGuard::new(&stats);
-            let mut remote = match connect(peer).await {
+        let live = live.clone();
+        async move {
+            let remote = match connect(a.peer).await {
                 Ok(r) => r,
                 Err(e) => {
-                    stats.failed.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(%peer, error = %e, "could not open the way for this connection");
-                    return;
+                    tracing::warn!(peer = %a.peer, error = %e, "could not open the way for this connection");
+                    reset(a.tcp);
+                    return Outcome::Failed;
                 }
             };
-            tokio::select! {
-                r = splice(&mut local, &mut remote) => {
-                    if let Ok((up, down)) = r {
-                        stats.bytes_up.fetch_add(up, Ordering::Relaxed);
-                        stats.bytes_down.fetch_add(down, Ordering::Relaxed);
-                    }
+            let kill = a.kill.clone();
+            let stop = async move {
+                kill.cancelled().await;
+                "stopped".to_string()
+            };
+            let done = carry(a.tcp, remote, CarryOptions::default(), stop, Some(&live)).await;
+            match &done.ending {
+                Ending::RemoteFailed(e) => {
+                    tracing::warn!(peer = %a.peer, error = %e, "connection cut by the far side");
                 }
-                _ = cancel.cancelled() => {}
+                Ending::Stopped(why) => tracing::warn!(peer = %a.peer, %why, "connection cut"),
+                Ending::Complete | Ending::LocalFailed(_) => {}
             }
-        });
-    }
-    tracker.close();
-    tracker.wait().await;
+            Outcome::of(&done.ending)
+        }
+    })
+    .await
 }
 
 /// Counts one connection in [`Stats::open`] while it lives.
@@ -226,9 +323,13 @@ mod tests {
         let front_addr = front.local_addr().expect("addr");
         let cancel = CancellationToken::new();
         let stats = Arc::new(Stats::default());
-        let server = tokio::spawn(serve(front, cancel.clone(), stats.clone(), move |_| {
-            TcpStream::connect(up_addr)
-        }));
+        let server = tokio::spawn(serve_connect(
+            front,
+            cancel.clone(),
+            stats.clone(),
+            std::time::Duration::from_secs(5),
+            move |_| TcpStream::connect(up_addr),
+        ));
         let mut c = TcpStream::connect(front_addr).await.expect("connect");
         let payload = vec![7u8; 100_000];
         c.write_all(&payload).await.expect("write");
@@ -247,6 +348,7 @@ mod tests {
         cancel.cancel();
         server.await.expect("serve ends");
         assert_eq!(stats.accepted.load(Ordering::Relaxed), 1);
+        assert_eq!(stats.completed.load(Ordering::Relaxed), 1);
         assert_eq!(stats.open.load(Ordering::Relaxed), 0, "closed again");
         assert_eq!(stats.bytes_up.load(Ordering::Relaxed), 100_000);
         assert!(

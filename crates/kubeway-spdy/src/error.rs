@@ -274,9 +274,12 @@ pub enum StreamError {
         /// The status that was sent.
         status: RstStatus,
     },
-    /// The stream's unread inbound data hit its limit and nothing was read for the stall
-    /// timeout, so the session reset it with FLOW_CONTROL_ERROR (`io::ErrorKind::ConnectionAborted`).
-    #[error("stream reset: inbound buffer full and not read for too long")]
+    /// The stream's unread inbound data hit its limit and nothing was read for the configured
+    /// stall timeout, so the session reset it with FLOW_CONTROL_ERROR
+    /// (`io::ErrorKind::ConnectionAborted`).
+    #[error(
+        "stream reset by the stall limit: its inbound buffer was full and not read for too long"
+    )]
     InboundOverflow,
     /// Write after `shutdown` (`io::ErrorKind::BrokenPipe`).
     #[error("write on closed stream")]

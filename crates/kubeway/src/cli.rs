@@ -132,9 +132,15 @@ pub struct ForwardArgs {
     #[arg(long, default_value = "1m", value_parser = parse_duration)]
     pub pod_running_timeout: std::time::Duration,
     /// Port-forward transport: auto (SPDY in WebSocket, then legacy SPDY, then v4), ws-spdy,
-    /// spdy, v4.
+    /// spdy, v4. v4 (v4.channel.k8s.io) opens one WebSocket per connection and cannot pass a
+    /// half-close on: after your client half-closes, the pod never sees the EOF; kubeway keeps
+    /// delivering its answer until it closes or is silent for --half-close-timeout.
     #[arg(long, default_value = "auto")]
     pub transport: String,
+    /// With v4 only: how long the pod may stay silent after your client's half-close before
+    /// the connection is ended (with a reset, and reported).
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub half_close_timeout: std::time::Duration,
 }
 
 /// Which way into the cluster a question is about.

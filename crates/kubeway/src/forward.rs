@@ -1,12 +1,14 @@
 //! `kubeway forward`: kubectl port-forward that spreads connections over the ready endpoints,
-//! follows rollouts, isolates per-connection errors, survives API outages, and says what it does.
+//! follows rollouts, isolates per-connection errors, survives API outages, and says what it
+//! does: every connection that fails or is cut gets a line (rate-limited) and a count. The
+//! routing itself is `kubeway_engine`'s; this module binds the listeners and speaks to the user.
 
-use std::collections::HashMap;
-use std::io::IsTerminal;
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use k8s_openapi::api::authorization::v1::{
@@ -14,8 +16,9 @@ use k8s_openapi::api::authorization::v1::{
 };
 use kube::api::{Api, PostParams};
 use kubeway_core::target::{PortRef, PortSpec, Target, TargetKind};
-use kubeway_kube::backends::{BackendSet, Endpoint, Resolved, watch_backends};
-use kubeway_kube::{Cluster, ConnectOptions, ForwardOptions, PortForwarder, Transport, connect};
+use kubeway_engine::{End, Event, Events, Router, RouterOptions, serve_routed};
+use kubeway_kube::backends::BackendSet;
+use kubeway_kube::{Cluster, ConnectOptions, ForwardOptions, Transport, connect};
 use kubeway_net::Stats;
 use serde_json::json;
 use tokio::net::TcpListener;
@@ -25,18 +28,15 @@ use tokio_util::sync::CancellationToken;
 use crate::cli::{Cli, ForwardArgs, Output};
 use crate::lab::shutdown_signal;
 
-/// How long a new connection waits for a ready endpoint before it is closed.
-const WAIT_FOR_ENDPOINT: Duration = Duration::from_secs(30);
-
-/// Dials ready endpoints round-robin, one pooled forwarder per pod.
-pub struct Router {
-    base: PortForwarder,
-    forwarders: Mutex<HashMap<String, PortForwarder>>,
-    backends: watch::Receiver<BackendSet>,
-    next: AtomicUsize,
-    per_pod: Mutex<HashMap<String, u64>>,
-    errors: AtomicU64,
-    out: Out,
+/// Which events a forward shows.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    /// Endpoints, API state and failed or cut connections.
+    All,
+    /// API state and failed or cut connections only (the caller prints its own table).
+    Failures,
+    /// Nothing (the caller reports).
+    Quiet,
 }
 
 /// Where a forward's events go.
@@ -44,177 +44,188 @@ pub struct Router {
 pub struct Out {
     /// One JSON object per line on stdout (else text on stderr).
     pub json: bool,
-    /// Nothing at all (the caller reports).
-    pub quiet: bool,
+    /// What to show.
+    pub level: Level,
 }
 
-impl Out {
-    fn event(&self, text: impl AsRef<str>, v: serde_json::Value) {
-        if self.quiet {
+/// Connection lines shown per second before the rest are only counted.
+const LINES_PER_SECOND: u32 = 5;
+
+/// Prints events: text lines on stderr (clearing the status line first) or JSON on stdout,
+/// with connection lines rate-limited.
+pub struct Printer {
+    out: Out,
+    verbose: bool,
+    status_shown: AtomicBool,
+    window: Mutex<(Instant, u32)>,
+    suppressed: AtomicU64,
+}
+
+impl Printer {
+    /// A printer for `out`; `verbose` also shows connections the client itself aborted.
+    pub fn new(out: Out, verbose: bool) -> Arc<Self> {
+        Arc::new(Self {
+            out,
+            verbose,
+            status_shown: AtomicBool::new(false),
+            window: Mutex::new((Instant::now(), 0)),
+            suppressed: AtomicU64::new(0),
+        })
+    }
+
+    /// Writes one line (text on stderr, or the JSON value on stdout).
+    pub fn line(&self, text: impl AsRef<str>, v: serde_json::Value) {
+        if self.out.level == Level::Quiet {
             return;
         }
-        if self.json {
+        if self.out.json {
             println!("{v}");
         } else {
-            eprintln!("{}", text.as_ref());
+            let mut err = std::io::stderr().lock();
+            if self.status_shown.swap(false, Ordering::Relaxed) {
+                let _ = write!(err, "\r\x1b[2K");
+            }
+            let _ = writeln!(err, "{}", text.as_ref());
         }
     }
-}
 
-impl Router {
-    /// Resolves `port` of `target` and starts watching its ready endpoints until `cancel`.
-    pub async fn start(
-        cluster: &Cluster,
-        target: &Target,
-        port: &PortRef,
-        transport: Transport,
-        out: Out,
-        cancel: CancellationToken,
-    ) -> Result<(Resolved, Arc<Router>)> {
-        let (resolved, rx) = watch_backends(cluster, target, port, cancel).await?;
-        let base = PortForwarder::new(
-            cluster,
-            &cluster.namespace,
-            rx.borrow()
-                .ready
-                .first()
-                .map(|e| e.pod.as_str())
-                .unwrap_or("pending"),
-            ForwardOptions::default().with_transport(transport),
-        );
-        let router = Arc::new(Router {
-            base,
-            forwarders: Mutex::new(HashMap::new()),
-            backends: rx,
-            next: AtomicUsize::new(0),
-            per_pod: Mutex::new(HashMap::new()),
-            errors: AtomicU64::new(0),
-            out,
-        });
-        Ok((resolved, router))
+    /// Redraws the one-line status (TTY only).
+    fn status(&self, text: &str) {
+        let mut err = std::io::stderr().lock();
+        let _ = write!(err, "\r\x1b[2K{text}");
+        let _ = err.flush();
+        self.status_shown.store(true, Ordering::Relaxed);
     }
 
-    fn forwarder(&self, pod: &str) -> PortForwarder {
-        let mut map = self.forwarders.lock().unwrap_or_else(|e| e.into_inner());
-        map.entry(pod.to_string())
-            .or_insert_with(|| self.base.for_pod(pod))
-            .clone()
+    /// Whether a connection line may be printed now (at most [`LINES_PER_SECOND`]).
+    fn admit(&self) -> bool {
+        let mut w = self.window.lock().unwrap_or_else(|e| e.into_inner());
+        if w.0.elapsed() >= Duration::from_secs(1) {
+            let dropped = self.suppressed.swap(0, Ordering::Relaxed);
+            *w = (Instant::now(), 0);
+            drop(w);
+            if dropped > 0 {
+                self.line(
+                    format!("… and {dropped} more failed or cut connection(s) not shown (all are in the counts)"),
+                    json!({"event": "connections_not_shown", "count": dropped}),
+                );
+            }
+            w = self.window.lock().unwrap_or_else(|e| e.into_inner());
+        }
+        if w.1 < LINES_PER_SECOND {
+            w.1 += 1;
+            true
+        } else {
+            self.suppressed.fetch_add(1, Ordering::Relaxed);
+            false
+        }
     }
 
-    /// Drops pools of pods that are no longer backends.
-    fn prune(&self, set: &BackendSet) {
-        let mut map = self.forwarders.lock().unwrap_or_else(|e| e.into_inner());
-        map.retain(|pod, _| set.ready.iter().any(|e| e.pod == *pod));
+    /// The engine's event sink.
+    pub fn events(self: &Arc<Self>) -> Events {
+        let me = self.clone();
+        Arc::new(move |e| me.event(e))
     }
 
-    async fn ready(&self) -> Option<Vec<Endpoint>> {
-        let mut rx = self.backends.clone();
-        let wait = async {
-            loop {
-                let ready = rx.borrow_and_update().ready.clone();
-                if !ready.is_empty() {
-                    return ready;
+    fn event(&self, e: Event) {
+        let v = serde_json::to_value(&e).unwrap_or_default();
+        match &e {
+            Event::Endpoints {
+                target,
+                remote,
+                ready,
+                added,
+                removed,
+                why_empty,
+                first,
+            } => {
+                if self.out.level != Level::All {
+                    return;
                 }
-                if rx.changed().await.is_err() {
-                    return Vec::new();
+                if ready.is_empty() {
+                    let why = why_empty.as_deref().unwrap_or("no ready endpoint");
+                    self.line(format!("Waiting for {target} port {remote}: {why}"), v);
+                } else {
+                    let list: Vec<String> =
+                        ready.iter().map(|e| format!("{}:{}", e.pod, e.port)).collect();
+                    let mut text = format!("Endpoints of {target} port {remote}: {}", list.join(", "));
+                    if !first {
+                        for a in added {
+                            text.push_str(&format!("  +{}", a.pod));
+                        }
+                        for r in removed {
+                            text.push_str(&format!("  -{}", r.pod));
+                        }
+                    }
+                    self.line(text, v);
                 }
             }
-        };
-        tokio::time::timeout(WAIT_FOR_ENDPOINT, wait)
-            .await
-            .ok()
-            .filter(|r| !r.is_empty())
-    }
-
-    pub(crate) async fn dial(&self) -> Result<Conn, String> {
-        let mut last = String::from("no ready endpoint");
-        for _ in 0..3 {
-            let Some(ready) = self.ready().await else {
-                let why = self
-                    .backends
-                    .borrow()
-                    .why_empty
-                    .clone()
-                    .unwrap_or_else(|| "no ready endpoint".into());
-                return Err(format!(
-                    "no ready endpoint within {}s: {why}",
-                    WAIT_FOR_ENDPOINT.as_secs()
-                ));
-            };
-            let ep = &ready[self.next.fetch_add(1, Ordering::Relaxed) % ready.len()];
-            match self.forwarder(&ep.pod).connect(ep.port).await {
-                Ok(s) => {
-                    let s = Conn {
-                        eof_on_shutdown: s.transport() == Transport::V4,
-                        inner: s,
-                        shut: false,
-                    };
-                    *self
-                        .per_pod
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .entry(ep.pod.clone())
-                        .or_default() += 1;
-                    return Ok(s);
+            Event::ApiUnreachable { target, error } => self.line(
+                format!(
+                    "API server trouble while following {target}: {error}. Retrying. New connections use the last known endpoints; open connections also run through the API server, and any that break are reported."
+                ),
+                v,
+            ),
+            Event::ApiBack { target } => self.line(
+                format!("API server answers again; following {target} again"),
+                v,
+            ),
+            Event::Connection(c) => {
+                if c.end == End::Aborted && !self.verbose {
+                    return;
                 }
-                Err(e) => {
-                    last = format!("pod {}: {e}", ep.pod);
-                    // A pod that just went away: try another endpoint.
+                if !self.admit() {
+                    return;
                 }
+                let via = c
+                    .pod
+                    .as_deref()
+                    .map(|p| format!(" (pod {p})"))
+                    .unwrap_or_default();
+                let retried = if c.retried.is_empty() {
+                    String::new()
+                } else {
+                    format!("; refused first by {}", c.retried.join(", "))
+                };
+                let error = c.error.as_deref().unwrap_or("unknown");
+                let text = match c.end {
+                    End::Failed => format!(
+                        "connection failed: {} -> {} port {}{via}: {error}{retried}",
+                        c.local, c.target, c.remote
+                    ),
+                    End::Cut => format!(
+                        "connection cut after ↑{} ↓{}, the client was reset: {} -> {} port {}{via}: {error}{retried}",
+                        bytes(c.up),
+                        bytes(c.down),
+                        c.local,
+                        c.target,
+                        c.remote
+                    ),
+                    End::Aborted => format!(
+                        "connection aborted by the client: {} -> {} port {}{via}: {error}",
+                        c.local, c.target, c.remote
+                    ),
+                    End::Completed => return,
+                };
+                self.line(text, v);
             }
         }
-        self.errors.fetch_add(1, Ordering::Relaxed);
-        Err(last)
     }
 }
 
-/// A forwarded connection. `v4.channel.k8s.io` cannot carry a half-close, so there the
-/// connection ends when the local client half-closes (otherwise it would wait forever for a pod
-/// that waits for the EOF); SPDY passes the half-close on.
-pub(crate) struct Conn {
-    inner: kubeway_kube::PfStream,
-    eof_on_shutdown: bool,
-    shut: bool,
-}
-
-impl tokio::io::AsyncRead for Conn {
-    fn poll_read(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        if self.shut && self.eof_on_shutdown {
-            return std::task::Poll::Ready(Ok(()));
-        }
-        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+/// A byte count in KiB/MiB/GiB.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
     }
-}
-
-impl tokio::io::AsyncWrite for Conn {
-    fn poll_write(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_flush(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        let r = std::pin::Pin::new(&mut self.inner).poll_shutdown(cx);
-        if r.is_ready() {
-            self.shut = true;
-        }
-        r
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
     }
 }
 
@@ -243,7 +254,7 @@ async fn bind(ip: IpAddr, port: u16) -> Result<TcpListener> {
         .map_err(|e| match e.kind() {
             std::io::ErrorKind::AddrInUse => anyhow::anyhow!(
                 "local port {port} on {ip} is already in use: pick another (`{}:REMOTE`), or `:REMOTE` for a free one",
-                port + 1
+                port.checked_add(1).unwrap_or(8080)
             ),
             std::io::ErrorKind::PermissionDenied => anyhow::anyhow!(
                 "binding {ip}:{port} needs root or CAP_NET_BIND_SERVICE (ports below 1024 are privileged): use a port ≥ 1024, e.g. `8080:{port}`"
@@ -255,7 +266,7 @@ async fn bind(ip: IpAddr, port: u16) -> Result<TcpListener> {
 /// Fails early, with the verb named, when RBAC forbids every port-forward transport.
 async fn preflight_rbac(cluster: &Cluster, transport: Transport) -> Result<()> {
     let api: Api<SelfSubjectAccessReview> = Api::all(cluster.client.clone());
-    let mut allowed = HashMap::new();
+    let mut allowed = BTreeMap::new();
     for verb in ["get", "create"] {
         let review = SelfSubjectAccessReview {
             spec: SelfSubjectAccessReviewSpec {
@@ -294,18 +305,10 @@ async fn preflight_rbac(cluster: &Cluster, transport: Transport) -> Result<()> {
     Ok(())
 }
 
-fn describe_set(set: &BackendSet) -> String {
-    set.ready
-        .iter()
-        .map(|e| format!("{}:{}", e.pod, e.port))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 /// A running forward: listeners, routers and counters.
 pub struct Forwarding {
     /// One router per port spec.
-    routers: Vec<(Resolved, Arc<Router>)>,
+    routers: Vec<Arc<Router>>,
     /// The accept loops.
     serving: Vec<tokio::task::JoinHandle<()>>,
     /// The local addresses listened on.
@@ -319,69 +322,68 @@ pub struct Forwarding {
 impl Forwarding {
     /// Whether a ready endpoint appears within `timeout`.
     pub async fn has_ready_endpoint(&self, timeout: Duration) -> bool {
-        let Some((_, router)) = self.routers.first() else {
-            return false;
-        };
-        let mut rx = router.backends.clone();
-        tokio::time::timeout(timeout, async {
-            loop {
-                if !rx.borrow_and_update().ready.is_empty() {
-                    return true;
-                }
-                if rx.changed().await.is_err() {
-                    return false;
-                }
-            }
-        })
-        .await
-        .unwrap_or(false)
+        match self.routers.first() {
+            Some(r) => r.wait_ready(timeout).await.is_some(),
+            None => false,
+        }
     }
 
-    /// Stops accepting and gives open connections up to two seconds to finish.
+    /// Stops accepting, gives open connections [`kubeway_engine::DRAIN`] to finish and resets
+    /// the rest.
     pub async fn stop(self) {
         self.cancel.cancel();
-        let _ = tokio::time::timeout(
-            Duration::from_secs(2),
-            futures::future::join_all(self.serving),
-        )
-        .await;
+        futures::future::join_all(self.serving).await;
+    }
+
+    /// Connections per pod so far, over every port.
+    pub fn per_pod(&self) -> BTreeMap<String, u64> {
+        let mut all = BTreeMap::new();
+        for r in &self.routers {
+            for (p, n) in r.per_pod() {
+                *all.entry(p).or_default() += n;
+            }
+        }
+        all
     }
 }
 
-/// Opens the forward: watches the backends of `target` for each port and listens on `ips`.
+/// Opens the forward: one watch for `target`, a router per port, listeners on `ips`.
 async fn open(
     cluster: &Cluster,
     target: &Target,
     specs: &[PortSpec],
     ips: &[IpAddr],
-    transport: Transport,
+    options: RouterOptions,
     pod_running_timeout: Duration,
-    out: Out,
+    printer: &Arc<Printer>,
 ) -> Result<Forwarding> {
+    let transport = options.forward.transport;
     let cancel = CancellationToken::new();
     let stats = Arc::new(Stats::default());
+    let remotes: Vec<PortRef> = specs.iter().map(|s| s.remote.clone()).collect();
+    let routers = Router::start(
+        cluster,
+        target,
+        &remotes,
+        options,
+        printer.events(),
+        cancel.child_token(),
+    )
+    .await
+    .inspect_err(|_| cancel.cancel())?;
+    if target.kind == TargetKind::Pod
+        && let Some(r) = routers.first()
+        && let Err(e) = wait_pod_running(r, pod_running_timeout).await
+    {
+        cancel.cancel();
+        return Err(e);
+    }
     let mut serving = Vec::new();
     let mut locals = Vec::new();
-    let mut routers = Vec::new();
-    for spec in specs {
-        let (resolved, router) = Router::start(
-            cluster,
-            target,
-            &spec.remote,
-            transport,
-            out,
-            cancel.child_token(),
-        )
-        .await
-        .inspect_err(|_| cancel.cancel())?;
-        let rx = router.backends.clone();
-        if target.kind == TargetKind::Pod {
-            wait_pod_running(&rx, pod_running_timeout, &resolved).await?;
-        }
+    for (spec, router) in specs.iter().zip(&routers) {
+        let resolved = router.resolved().clone();
         // Bind every address on the same port: the first picks it when it is random.
-        let mut port = spec
-            .local
-            .bind_port(spec.remote.number().unwrap_or(resolved.remote_port));
+        let mut port = spec.local.bind_port(resolved.remote_port);
         for ip in ips {
             let listener = match bind(*ip, port).await {
                 Ok(l) => l,
@@ -397,9 +399,15 @@ async fn open(
             let local = listener.local_addr()?;
             locals.push(local);
             port = local.port();
-            out.event(
-                format!("Forwarding from {} -> {}", fmt_addr(local), resolved.remote_port),
-                json!({"event": "forwarding", "local": local.to_string(), "target": resolved.target, "remote": resolved.remote_port, "transport": transport.as_str()}),
+            printer.line(
+                format!(
+                    "Forwarding from {} -> {}",
+                    fmt_addr(local),
+                    resolved.remote()
+                ),
+                json!({"event": "forwarding", "local": local.to_string(), "target": resolved.target,
+                       "remote": resolved.remote_port, "remote_name": resolved.port_name,
+                       "transport": transport.as_str()}),
             );
             serving.push(serve_routed(
                 listener,
@@ -408,8 +416,6 @@ async fn open(
                 cancel.clone(),
             ));
         }
-        spawn_reporter(rx, router.clone(), resolved.clone(), cancel.clone());
-        routers.push((resolved, router));
     }
     Ok(Forwarding {
         routers,
@@ -420,41 +426,29 @@ async fn open(
     })
 }
 
-/// Accepts on `listener` until `cancel` and carries each connection to the next ready endpoint
-/// of `router`; a failed dial closes that connection only, and is reported.
-pub fn serve_routed(
-    listener: TcpListener,
-    router: Arc<Router>,
-    stats: Arc<Stats>,
-    cancel: CancellationToken,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(kubeway_net::serve(listener, cancel, stats, move |peer| {
-        let r = router.clone();
-        async move {
-            r.dial().await.map_err(|e| {
-                r.out.event(
-                    format!("connection from {peer} failed: {e}"),
-                    json!({"event": "connection_error", "peer": peer.to_string(), "error": e}),
-                );
-                e
-            })
-        }
-    }))
-}
-
-/// Opens a forward that reports nothing (for `kubeway open`, which prints its own table).
-pub async fn open_quiet(cluster: &Cluster, target: &Target, spec: &PortSpec) -> Result<Forwarding> {
+/// Opens a forward for `kubeway open`, which prints its own table: only API trouble and
+/// failed or cut connections are shown.
+pub async fn open_for_url(
+    cluster: &Cluster,
+    target: &Target,
+    spec: &PortSpec,
+    json: bool,
+) -> Result<Forwarding> {
+    let printer = Printer::new(
+        Out {
+            json,
+            level: Level::Failures,
+        },
+        false,
+    );
     open(
         cluster,
         target,
         std::slice::from_ref(spec),
         &[IpAddr::V4(Ipv4Addr::LOCALHOST)],
-        Transport::Auto,
+        RouterOptions::default(),
         Duration::from_secs(60),
-        Out {
-            json: false,
-            quiet: true,
-        },
+        &printer,
     )
     .await
 }
@@ -465,17 +459,21 @@ pub async fn open_for_demo(
     target: &Target,
     spec: &PortSpec,
 ) -> Result<Forwarding> {
+    let printer = Printer::new(
+        Out {
+            json: false,
+            level: Level::All,
+        },
+        false,
+    );
     open(
         cluster,
         target,
         std::slice::from_ref(spec),
         &[IpAddr::V4(Ipv4Addr::LOCALHOST)],
-        Transport::Auto,
+        RouterOptions::default(),
         Duration::from_secs(60),
-        Out {
-            json: false,
-            quiet: false,
-        },
+        &printer,
     )
     .await
 }
@@ -484,8 +482,9 @@ pub async fn open_for_demo(
 pub async fn run(cli: &Cli, args: &ForwardArgs) -> Result<()> {
     let out = Out {
         json: cli.output == Output::Json,
-        quiet: false,
+        level: Level::All,
     };
+    let printer = Printer::new(out, cli.verbose > 0);
     let target = Target::parse_without_port(&args.target, TargetKind::Pod)
         .with_context(|| format!("reading the target {:?}", args.target))?;
     if args.ports.is_empty() {
@@ -515,83 +514,87 @@ pub async fn run(cli: &Cli, args: &ForwardArgs) -> Result<()> {
         .client
         .apiserver_version()
         .await
-        .with_context(|| format!("cannot reach the API server at {} (API layer: is the cluster running? check `kubectl cluster-info`)", cluster.server))?;
+        .with_context(|| format!("API layer: cannot reach the API server at {} (is the cluster running? check `kubectl cluster-info`)", cluster.server))?;
     preflight_rbac(&cluster, transport).await?;
 
-    let Forwarding {
-        routers,
-        serving,
-        stats,
-        cancel,
-        ..
-    } = open(
+    let fwd = open(
         &cluster,
         &target,
         &specs,
         &ips,
-        transport,
+        RouterOptions {
+            forward: ForwardOptions::default().with_transport(transport),
+            half_close_idle: args.half_close_timeout,
+        },
         args.pod_running_timeout,
-        out,
+        &printer,
     )
     .await?;
-    let status = spawn_status_line(stats.clone(), out, cancel.clone());
+    let status = spawn_status_line(fwd.stats.clone(), printer.clone(), out, fwd.cancel.clone());
 
     // Run until Ctrl-C, or until a single-pod target is deleted.
-    let pod_gone = async {
-        loop {
-            for (_, r) in &routers {
-                if let Some(msg) = r.backends.borrow().pod_gone.clone() {
-                    return msg;
-                }
-            }
-            let mut waits: Vec<_> = routers
-                .iter()
-                .map(|(_, r)| {
-                    let mut rx = r.backends.clone();
-                    Box::pin(async move {
-                        let _ = rx.changed().await;
-                    })
-                })
-                .collect();
-            futures::future::select_all(waits.drain(..)).await;
-        }
-    };
+    let mut rx = fwd
+        .routers
+        .first()
+        .map(|r| r.backends())
+        .context("no port to forward")?;
     let ended_by = tokio::select! {
         _ = stop => None,
-        msg = pod_gone => Some(msg),
+        msg = pod_gone(&mut rx) => Some(msg),
     };
-    // Stop accepting, let in-flight connections drain briefly.
-    cancel.cancel();
-    let drain = futures::future::join_all(serving);
-    let _ = tokio::time::timeout(Duration::from_secs(2), drain).await;
     status.abort();
-    let mut per_pod: HashMap<String, u64> = HashMap::new();
-    let mut errors = 0;
-    for (_, r) in &routers {
-        errors += r.errors.load(Ordering::Relaxed);
-        for (p, n) in r.per_pod.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-            *per_pod.entry(p.clone()).or_default() += n;
-        }
-    }
-    let mut spread: Vec<_> = per_pod.into_iter().collect();
-    spread.sort();
-    let accepted = stats.accepted.load(Ordering::Relaxed);
-    let (up, down) = (
-        stats.bytes_up.load(Ordering::Relaxed),
-        stats.bytes_down.load(Ordering::Relaxed),
-    );
-    out.event(
-        format!(
-            "\nstopped: {accepted} connection(s), {errors} failed, {up} bytes sent, {down} bytes received; per pod: {}",
-            spread.iter().map(|(p, n)| format!("{p}={n}")).collect::<Vec<_>>().join(" ")
-        ),
-        json!({"event": "summary", "connections": accepted, "failed": errors, "bytes_up": up, "bytes_down": down,
-               "per_pod": spread.iter().map(|(p, n)| json!({"pod": p, "connections": n})).collect::<Vec<_>>()}),
-    );
+    let per_pod = fwd.per_pod();
+    let stats = fwd.stats.clone();
+    // Stop accepting, let in-flight connections drain briefly, reset the rest.
+    fwd.stop().await;
+    summary(&printer, &stats, &per_pod);
     if let Some(msg) = ended_by {
         bail!("{msg}");
     }
     Ok(())
+}
+
+/// Prints the final counts.
+fn summary(printer: &Printer, stats: &Stats, per_pod: &BTreeMap<String, u64>) {
+    let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
+    let (accepted, completed, failed, cut, aborted) = (
+        n(&stats.accepted),
+        n(&stats.completed),
+        n(&stats.failed),
+        n(&stats.cut),
+        n(&stats.aborted),
+    );
+    let (up, down) = (n(&stats.bytes_up), n(&stats.bytes_down));
+    let spread = per_pod
+        .iter()
+        .map(|(p, n)| format!("{p}={n}"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    printer.line(
+        format!(
+            "\nstopped: {accepted} connection{}: {completed} completed, {failed} failed (never reached the app), {cut} cut (the client was reset), {aborted} ended by the client; ↑{} ↓{}; per pod: {}",
+            if accepted == 1 { "" } else { "s" },
+            bytes(up),
+            bytes(down),
+            if spread.is_empty() { "none" } else { &spread }
+        ),
+        json!({"event": "summary", "connections": accepted, "completed": completed, "failed": failed,
+               "cut": cut, "aborted": aborted, "bytes_up": up, "bytes_down": down,
+               "per_pod": per_pod.iter().map(|(p, n)| json!({"pod": p, "connections": n})).collect::<Vec<_>>()}),
+    );
+}
+
+/// Resolves when a single-pod target is deleted, with what would have survived.
+async fn pod_gone(rx: &mut watch::Receiver<BackendSet>) -> String {
+    loop {
+        if let Some(msg) = rx.borrow_and_update().pod_gone.clone() {
+            return msg;
+        }
+        if rx.changed().await.is_err() {
+            // The watch ended (cancelled): nothing more will change.
+            std::future::pending::<()>().await;
+        }
+    }
 }
 
 fn fmt_addr(a: SocketAddr) -> String {
@@ -601,17 +604,13 @@ fn fmt_addr(a: SocketAddr) -> String {
     }
 }
 
-async fn wait_pod_running(
-    rx: &watch::Receiver<BackendSet>,
-    timeout: Duration,
-    resolved: &Resolved,
-) -> Result<()> {
-    let mut rx = rx.clone();
+async fn wait_pod_running(router: &Router, timeout: Duration) -> Result<()> {
+    let mut rx = router.backends();
     let ok = tokio::time::timeout(timeout, async {
         loop {
             {
                 let set = rx.borrow_and_update();
-                if !set.ready.is_empty() {
+                if set.ports.iter().any(|p| !p.ready.is_empty()) {
                     return true;
                 }
                 if set.pod_gone.is_some() {
@@ -626,92 +625,19 @@ async fn wait_pod_running(
     .await
     .unwrap_or(false);
     if !ok {
-        let why = rx.borrow().why_empty.clone().unwrap_or_default();
+        let why = rx.borrow().port(0).why_empty.clone().unwrap_or_default();
         bail!(
             "{} is not running after {:?} (--pod-running-timeout): {why}",
-            resolved.target,
+            router.resolved().target,
             timeout
         );
     }
     Ok(())
 }
 
-fn spawn_reporter(
-    mut rx: watch::Receiver<BackendSet>,
-    router: Arc<Router>,
-    resolved: Resolved,
-    cancel: CancellationToken,
-) {
-    tokio::spawn(async move {
-        let mut last = BackendSet::default();
-        let mut first = true;
-        // The first value is a placeholder until the watch has listed the objects.
-        tokio::select! {
-            r = rx.changed() => if r.is_err() { return },
-            _ = cancel.cancelled() => return,
-        }
-        loop {
-            let set = rx.borrow_and_update().clone();
-            let out = router.out;
-            if set.api_error.is_some() && last.api_error.is_none() {
-                let e = set.api_error.clone().unwrap_or_default();
-                out.event(
-                    format!("API server unreachable, retrying (open connections keep going; new ones use the last known endpoints): {e}"),
-                    json!({"event": "api", "state": "unreachable", "error": e}),
-                );
-            } else if set.api_error.is_none() && last.api_error.is_some() {
-                out.event(
-                    "API server is back; following endpoint changes again",
-                    json!({"event": "api", "state": "ok"}),
-                );
-            }
-            if set.ready != last.ready || first {
-                router.prune(&set);
-                if set.ready.is_empty() {
-                    let why = set
-                        .why_empty
-                        .clone()
-                        .unwrap_or_else(|| "no ready endpoint".into());
-                    out.event(
-                        format!("Waiting for {}: {why}", resolved.target),
-                        json!({"event": "endpoints", "ready": [], "why": why}),
-                    );
-                } else {
-                    let added: Vec<_> = set
-                        .ready
-                        .iter()
-                        .filter(|e| !last.ready.contains(e))
-                        .collect();
-                    let removed: Vec<_> = last
-                        .ready
-                        .iter()
-                        .filter(|e| !set.ready.contains(e))
-                        .collect();
-                    let mut text =
-                        format!("Endpoints of {}: {}", resolved.target, describe_set(&set));
-                    if !first {
-                        for a in &added {
-                            text.push_str(&format!("  +{}", a.pod));
-                        }
-                        for r in &removed {
-                            text.push_str(&format!("  -{}", r.pod));
-                        }
-                    }
-                    out.event(text, json!({"event": "endpoints", "ready": set.ready, "added": added, "removed": removed}));
-                }
-            }
-            first = false;
-            last = set;
-            tokio::select! {
-                r = rx.changed() => if r.is_err() { return },
-                _ = cancel.cancelled() => return,
-            }
-        }
-    });
-}
-
 fn spawn_status_line(
     stats: Arc<Stats>,
+    printer: Arc<Printer>,
     out: Out,
     cancel: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
@@ -721,19 +647,22 @@ fn spawn_status_line(
             return;
         }
         let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
                 _ = cancel.cancelled() => return,
             }
-            eprint!(
-                "\r\x1b[2K{} open, {} connections, {} failed, ↑{} B ↓{} B",
-                stats.open.load(Ordering::Relaxed),
-                stats.accepted.load(Ordering::Relaxed),
-                stats.failed.load(Ordering::Relaxed),
-                stats.bytes_up.load(Ordering::Relaxed),
-                stats.bytes_down.load(Ordering::Relaxed)
-            );
+            let accepted = n(&stats.accepted);
+            printer.status(&format!(
+                "{} open, {accepted} connection{} ({} failed, {} cut), ↑{} ↓{}",
+                n(&stats.open),
+                if accepted == 1 { "" } else { "s" },
+                n(&stats.failed),
+                n(&stats.cut),
+                bytes(n(&stats.bytes_up)),
+                bytes(n(&stats.bytes_down)),
+            ));
         }
     })
 }

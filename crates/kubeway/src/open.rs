@@ -162,7 +162,14 @@ pub async fn run(cli: &Cli, args: &OpenArgs) -> Result<()> {
                     };
                     let target = Target::parse(&format!("svc/{name}"), TargetKind::Service)?;
                     let spec: PortSpec = format!(":{port}").parse()?;
-                    let fwd = match crate::forward::open_quiet(&cluster, &target, &spec).await {
+                    let fwd = match crate::forward::open_for_url(
+                        &cluster,
+                        &target,
+                        &spec,
+                        cli.output == Output::Json,
+                    )
+                    .await
+                    {
                         Ok(f) => f,
                         Err(e) => {
                             bail!(

@@ -8,10 +8,11 @@ use std::sync::atomic::Ordering;
 use std::task::{Context, Poll, Wake, Waker};
 
 use futures::task::AtomicWaker;
-use tokio::io::{AsyncRead, AsyncWrite, DuplexStream, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::Transport;
 use super::pool::Counters;
+use super::v4::V4Stream;
 
 /// The largest error report kept; the rest is dropped.
 const MAX_ERROR_TEXT: usize = 64 * 1024;
@@ -40,6 +41,32 @@ pub enum ConnectionError {
 impl ConnectionError {
     fn to_io(&self) -> io::Error {
         io::Error::other(self.clone())
+    }
+
+    /// Whether the server says it could not connect to the port inside the pod at all, so the
+    /// app never saw this connection (nothing is listening there, or the pod is going away and
+    /// stopped accepting). Such a connection may be retried on another pod without the app
+    /// seeing it twice. Recognises containerd's, CRI-O's and socat's texts.
+    pub fn is_dial_failure(&self) -> bool {
+        let ConnectionError::Remote { message } = self else {
+            return false;
+        };
+        let m = message.to_ascii_lowercase();
+        [
+            "failed to connect to localhost",
+            "connect: connection refused",
+            "e connect(",
+            "unable to do port forwarding",
+            "no running sandbox",
+            "network namespace for sandbox",
+        ]
+        .iter()
+        .any(|needle| m.contains(needle))
+    }
+
+    /// The `ConnectionError` inside an `io::Error` from a [`PfStream`], if there is one.
+    pub fn of(e: &io::Error) -> Option<&ConnectionError> {
+        e.get_ref()?.downcast_ref::<ConnectionError>()
     }
 }
 
@@ -73,8 +100,8 @@ enum Source {
         stream: kubeway_spdy::Stream,
         text: Vec<u8>,
     },
-    /// kube-rs' error channel for the port: resolves to its text, if any.
-    V4(Pin<Box<dyn Future<Output = Option<String>> + Send>>),
+    /// The transport reports errors in the data path itself (v4's error channel).
+    Inline,
 }
 
 /// Follows a connection's error report without blocking the data path.
@@ -131,11 +158,7 @@ impl ErrorWatch {
                     }
                 }
             },
-            Source::V4(report) => match report.as_mut().poll(&mut ecx) {
-                Poll::Pending => return None,
-                Poll::Ready(None) => None,
-                Poll::Ready(Some(text)) => remote(text.as_bytes()),
-            },
+            Source::Inline => return None,
         };
         self.resolved = Some(resolved.clone());
         resolved
@@ -182,7 +205,7 @@ impl Drop for ConnGuard {
 
 enum Io {
     Spdy(kubeway_spdy::Stream),
-    V4(DuplexStream),
+    V4(Box<V4Stream>),
 }
 
 /// One forwarded connection to `localhost:PORT` in the pod: `AsyncRead + AsyncWrite`.
@@ -232,19 +255,11 @@ impl PfStream {
         }
     }
 
-    /// A connection carried by its own `v4.channel.k8s.io` WebSocket; `error` resolves to the
-    /// error channel's text, if any.
-    pub(crate) fn v4<F>(data: DuplexStream, error: Option<F>, guard: ConnGuard) -> Self
-    where
-        F: Future<Output = Option<String>> + Send + 'static,
-    {
-        let report: Pin<Box<dyn Future<Output = Option<String>> + Send>> = match error {
-            Some(report) => Box::pin(report),
-            None => Box::pin(std::future::ready(None)),
-        };
+    /// A connection carried by its own `v4.channel.k8s.io` WebSocket.
+    pub(crate) fn v4(data: V4Stream, guard: ConnGuard) -> Self {
         Self {
-            io: Io::V4(data),
-            watch: ErrorWatch::new(Source::V4(report)),
+            io: Io::V4(Box::new(data)),
+            watch: ErrorWatch::new(Source::Inline),
             failed: None,
             transport: Transport::V4,
             guard,
@@ -254,6 +269,11 @@ impl PfStream {
     /// The transport carrying this connection.
     pub fn transport(&self) -> Transport {
         self.transport
+    }
+
+    /// Whether a local half-close reaches the pod (SPDY: yes; v4: no, it stays local).
+    pub fn can_half_close(&self) -> bool {
+        self.transport != Transport::V4
     }
 
     /// The failure the server reported for this connection, if any so far.
@@ -314,7 +334,10 @@ impl AsyncRead for PfStream {
             }
             Poll::Ready(Err(err)) => match this.watch.settle(Side::Read, cx) {
                 Some(e) => Poll::Ready(Err(this.fail(e))),
-                None => Poll::Ready(Err(err)),
+                None => match ConnectionError::of(&err).cloned() {
+                    Some(e) => Poll::Ready(Err(this.fail(e))),
+                    None => Poll::Ready(Err(err)),
+                },
             },
             other => other,
         }
@@ -484,24 +507,23 @@ mod tests {
         assert!(!client.is_closed(), "the session stays up");
     }
 
-    #[tokio::test]
-    async fn v4_reports_its_error_channel_and_shutdown_keeps_the_answer() {
-        let (a, mut b) = tokio::io::duplex(1024);
-        let mut pf = PfStream::v4(a, Some(async { Some("boom".to_string()) }), guard());
-        pf.shutdown().await.expect("no-op");
-        b.write_all(b"still answering").await.expect("write");
-        let mut got = [0u8; 15];
-        // The report is already in, so the first read fails.
-        let err = pf.read_exact(&mut got).await.expect_err("fails");
-        assert_eq!(remote_text(&err).as_deref(), Some("boom"));
-
-        let (a, mut b) = tokio::io::duplex(1024);
-        let mut pf = PfStream::v4(a, None::<std::future::Ready<Option<String>>>, guard());
-        pf.shutdown().await.expect("no-op");
-        b.write_all(b"still answering").await.expect("write");
-        drop(b);
-        let mut got = Vec::new();
-        pf.read_to_end(&mut got).await.expect("clean EOF");
-        assert_eq!(got, b"still answering");
+    #[test]
+    fn dial_failures_are_told_from_other_errors() {
+        let dial = |m: &str| {
+            ConnectionError::Remote {
+                message: m.to_string(),
+            }
+            .is_dial_failure()
+        };
+        assert!(dial(
+            "error forwarding port 80 to pod web-1, uid 1: failed to execute portforward in network namespace \"/var/run/netns/cni-1\": failed to connect to localhost:80 inside namespace \"abc\", IPv4: dial tcp4 127.0.0.1:80: connect: connection refused IPv6 dial tcp6: address localhost: no suitable address found"
+        ));
+        assert!(dial(
+            "error forwarding port 6000 to pod x, uid y: exit status 1: 2019/10/01 socat[22] E connect(5, AF=2 127.0.0.1:6000, 16): Connection refused"
+        ));
+        assert!(!dial(
+            "error forwarding port 80 to pod web-1, uid 1: read tcp 127.0.0.1:41234->127.0.0.1:80: read: connection reset by peer"
+        ));
+        assert!(!ConnectionError::ErrorStream { reason: "x".into() }.is_dial_failure());
     }
 }

@@ -22,6 +22,7 @@
 mod conn;
 mod pool;
 mod upgrade;
+mod v4;
 
 use std::fmt;
 use std::str::FromStr;
@@ -121,6 +122,14 @@ pub struct ForwardOptions {
     pub transport: Transport,
     /// SPDY sessions kept per pod (default 2, at least 1).
     pub sessions: usize,
+    /// The most SPDY sessions per pod (default 8): more are dialed when every session is full
+    /// or held up by a slow reader.
+    pub max_sessions: usize,
+    /// Connections one session carries before another session is preferred (default 32).
+    pub connections_per_session: usize,
+    /// A session whose reader has been paused this long (a local reader that stopped reading,
+    /// with the session's buffer full) takes no new connections (default 1 s).
+    pub stalled_after: Duration,
     /// Time between keepalive PINGs on each session (default 10 s, as client-go's tunnel).
     pub keepalive_interval: Duration,
     /// How long a PING may go unanswered, with nothing else heard, before the session is
@@ -136,6 +145,9 @@ impl Default for ForwardOptions {
         Self {
             transport: Transport::Auto,
             sessions: 2,
+            max_sessions: 8,
+            connections_per_session: 32,
+            stalled_after: Duration::from_secs(1),
             keepalive_interval: Duration::from_secs(10),
             keepalive_timeout: Duration::from_secs(20),
             open_timeout: Duration::from_secs(30),
@@ -150,9 +162,10 @@ impl ForwardOptions {
         self
     }
 
-    /// Sets [`ForwardOptions::sessions`] (0 is taken as 1).
+    /// Sets [`ForwardOptions::sessions`] (0 is taken as 1); the maximum grows to match.
     pub fn with_sessions(mut self, sessions: usize) -> Self {
         self.sessions = sessions.max(1);
+        self.max_sessions = self.max_sessions.max(self.sessions);
         self
     }
 

@@ -4,8 +4,6 @@
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
-use k8s_openapi::api::core::v1::Pod;
-use kube::api::Api;
 use kubeway_spdy::{Config, Role, Session, SessionError};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -167,6 +165,7 @@ impl PortForwarder {
         memory: Memory,
     ) -> Self {
         options.sessions = options.sessions.max(1);
+        options.max_sessions = options.max_sessions.max(options.sessions);
         Self {
             inner: Arc::new(Inner {
                 client,
@@ -361,17 +360,44 @@ impl Inner {
         let mut rx = {
             let mut st = lock(&self.state);
             self.prune(&mut st);
-            if st.sessions.len() + st.dials.len() < self.options.sessions {
+            let cap = 2 * self.options.connections_per_session.max(1);
+            // A session is free when it takes more streams and its reader is not held up by a
+            // consumer that stopped reading (everything on it would wait behind that one).
+            let free = |s: &PooledSession| {
+                s.session.active_streams() < cap
+                    && s.session
+                        .paused_for()
+                        .is_none_or(|p| p < self.options.stalled_after)
+            };
+            let pooled = st.sessions.len() + st.dials.len();
+            let below_minimum = pooled < self.options.sessions;
+            let all_busy = st.dials.is_empty()
+                && !st.sessions.iter().any(|s| free(s))
+                && pooled < self.options.max_sessions;
+            if below_minimum || all_busy {
                 self.start_dial(&mut st);
             }
-            // The least loaded of the live sessions and the sessions being dialed (two streams
+            // The least loaded of the free sessions and the sessions being dialed (two streams
             // per connection, waiting or open), so a burst spreads over the pool as it fills.
             let st = &mut *st;
             let session = st
                 .sessions
                 .iter()
+                .filter(|s| free(s))
                 .map(|s| (s.session.active_streams(), s))
-                .min_by_key(|(load, _)| *load);
+                .min_by_key(|(load, _)| *load)
+                .or_else(|| {
+                    // Nothing free and no room to dial: the least loaded anyway, unless a
+                    // dial is on its way.
+                    if st.dials.is_empty() {
+                        st.sessions
+                            .iter()
+                            .map(|s| (s.session.active_streams(), s))
+                            .min_by_key(|(load, _)| *load)
+                    } else {
+                        None
+                    }
+                });
             let dial = st.dials.iter_mut().min_by_key(|d| d.waiters);
             match (session, dial) {
                 (Some((load, _)), Some(d)) if 2 * d.waiters < load => {
@@ -536,6 +562,12 @@ impl Inner {
                 )
                 .with_syn_reply_timeout(self.options.open_timeout);
             c.ping_timeout = self.options.keepalive_timeout;
+            // A stream may hold 4 MiB unread before the session waits for its reader, and a
+            // session 16 MiB: memory per pod stays bounded by max_sessions × 16 MiB, and a
+            // reader that stops reading is waited for, never cut (no stall limit).
+            c.stream_recv_buffer = 4 << 20;
+            c.session_recv_buffer = 16 << 20;
+            c.stall_timeout = None;
             c
         };
         let (session, incoming) = match transport {
@@ -555,52 +587,12 @@ impl Inner {
 
     /// Opens one `v4.channel.k8s.io` WebSocket for one connection.
     async fn connect_v4(&self, port: u16) -> Result<PfStream, KubeError> {
-        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &self.namespace);
-        if let Err(e) = upgrade::portforward_path(&self.namespace, &self.pod) {
-            return Err(self.forward_error(Transport::V4, e).into());
-        }
-        let mut pf = match pods.portforward(&self.pod, &[port]).await {
-            Ok(pf) => pf,
-            Err(e) => return Err(self.v4_error(port, e).into()),
-        };
-        let Some(data) = pf.take_stream(port) else {
-            return Err(KubeError::NoStream {
-                pod: self.pod.clone(),
-                port,
-            });
-        };
-        let error = pf.take_error(port);
-        tokio::spawn(async move {
-            if let Err(e) = pf.join().await {
-                tracing::debug!(error = %e, "v4 port-forward ended");
-            }
-        });
+        let ws = upgrade::v4(&self.client, &self.namespace, &self.pod, port)
+            .await
+            .map_err(|e| self.forward_error(Transport::V4, e))?;
         *lock(&self.memory) = Some(Transport::V4);
         let guard = ConnGuard::new(Arc::clone(&self.counters));
-        Ok(PfStream::v4(data, error, guard))
-    }
-
-    fn v4_error(&self, port: u16, e: kube::Error) -> ForwardError {
-        match e {
-            kube::Error::Api(status) => {
-                let message = status.message.clone();
-                let e = match status.code {
-                    401 => UpgradeError::Unauthorized { message },
-                    403 => UpgradeError::Forbidden { message },
-                    404 => UpgradeError::NotFound,
-                    code => UpgradeError::Refused {
-                        status: code,
-                        message,
-                    },
-                };
-                self.forward_error(Transport::V4, e)
-            }
-            other => ForwardError::V4 {
-                pod: self.pod.clone(),
-                port,
-                source: Arc::new(other),
-            },
-        }
+        Ok(PfStream::v4(super::v4::V4Stream::new(ws, port), guard))
     }
 
     fn forward_error(&self, transport: Transport, e: UpgradeError) -> ForwardError {

@@ -102,13 +102,37 @@ pub(crate) async fn ws_spdy(
     pod: &str,
 ) -> Result<MessageTunnel<Upgraded>, UpgradeError> {
     let path = portforward_path(namespace, pod)?;
+    let ws = websocket(client, path, WS_SPDY_PROTOCOL).await?;
+    Ok(MessageTunnel::new(ws))
+}
+
+/// The subprotocol of the v4 channel transport.
+pub(crate) const V4_PROTOCOL: &str = "v4.channel.k8s.io";
+
+/// Opens a `v4.channel.k8s.io` WebSocket for one `port` of the pod (`?ports=PORT`).
+pub(crate) async fn v4(
+    client: &kube::Client,
+    namespace: &str,
+    pod: &str,
+    port: u16,
+) -> Result<WebSocketStream<Upgraded>, UpgradeError> {
+    let path = format!("{}?ports={port}", portforward_path(namespace, pod)?);
+    websocket(client, path, V4_PROTOCOL).await
+}
+
+/// Upgrades `GET path` to a WebSocket speaking `protocol`.
+async fn websocket(
+    client: &kube::Client,
+    path: String,
+    protocol: &'static str,
+) -> Result<WebSocketStream<Upgraded>, UpgradeError> {
     let key = generate_key();
     let request = Request::get(path)
         .header(header::CONNECTION, "Upgrade")
         .header(header::UPGRADE, "websocket")
         .header(header::SEC_WEBSOCKET_VERSION, "13")
         .header(header::SEC_WEBSOCKET_KEY, key.as_str())
-        .header(header::SEC_WEBSOCKET_PROTOCOL, WS_SPDY_PROTOCOL)
+        .header(header::SEC_WEBSOCKET_PROTOCOL, protocol)
         .body(Body::from(Vec::new()))
         .map_err(|e| UpgradeError::Handshake {
             detail: format!("building the request: {e}"),
@@ -117,16 +141,19 @@ pub(crate) async fn ws_spdy(
     if response.status() != StatusCode::SWITCHING_PROTOCOLS {
         return Err(refusal(response, false).await);
     }
-    check_websocket_answer(response.headers(), &key)?;
+    check_websocket_answer(response.headers(), &key, protocol)?;
     let upgraded = hyper::upgrade::on(response)
         .await
         .map_err(UpgradeError::TakeOver)?;
-    let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Client, None).await;
-    Ok(MessageTunnel::new(ws))
+    Ok(WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Client, None).await)
 }
 
 /// Checks a WebSocket 101 answer: the accept key, the upgrade token and the chosen subprotocol.
-fn check_websocket_answer(headers: &HeaderMap, key: &str) -> Result<(), UpgradeError> {
+fn check_websocket_answer(
+    headers: &HeaderMap,
+    key: &str,
+    wanted: &str,
+) -> Result<(), UpgradeError> {
     let text = |name: header::HeaderName| {
         headers
             .get(name)
@@ -146,12 +173,12 @@ fn check_websocket_answer(headers: &HeaderMap, key: &str) -> Result<(), UpgradeE
         });
     }
     let protocol = text(header::SEC_WEBSOCKET_PROTOCOL);
-    if protocol != WS_SPDY_PROTOCOL {
+    if protocol != wanted {
         return Err(UpgradeError::NotSelected {
             detail: if protocol.is_empty() {
-                format!("no Sec-WebSocket-Protocol in the answer; {WS_SPDY_PROTOCOL} was offered")
+                format!("no Sec-WebSocket-Protocol in the answer; {wanted} was offered")
             } else {
-                format!("the server chose {protocol:?}; {WS_SPDY_PROTOCOL} was offered")
+                format!("the server chose {protocol:?}; {wanted} was offered")
             },
         });
     }
@@ -320,10 +347,11 @@ mod tests {
             );
             h
         };
-        assert!(check_websocket_answer(&good(), &key).is_ok());
+        assert!(check_websocket_answer(&good(), &key, WS_SPDY_PROTOCOL).is_ok());
         let mut no_proto = good();
         no_proto.remove(header::SEC_WEBSOCKET_PROTOCOL);
-        let e = check_websocket_answer(&no_proto, &key).expect_err("not selected");
+        let e =
+            check_websocket_answer(&no_proto, &key, WS_SPDY_PROTOCOL).expect_err("not selected");
         assert!(e.falls_back(), "{e:?}");
         let mut v4 = good();
         v4.insert(
@@ -331,13 +359,13 @@ mod tests {
             "v4.channel.k8s.io".parse().expect("value"),
         );
         assert!(
-            check_websocket_answer(&v4, &key)
+            check_websocket_answer(&v4, &key, WS_SPDY_PROTOCOL)
                 .expect_err("v4")
                 .falls_back()
         );
         let mut bad_key = good();
         bad_key.insert(header::SEC_WEBSOCKET_ACCEPT, "AAAA".parse().expect("value"));
-        let e = check_websocket_answer(&bad_key, &key).expect_err("bad key");
+        let e = check_websocket_answer(&bad_key, &key, WS_SPDY_PROTOCOL).expect_err("bad key");
         assert!(!e.falls_back(), "{e:?}");
     }
 }

@@ -60,6 +60,8 @@ pub struct SeenStream {
 
 #[derive(Default)]
 struct Log {
+    /// Every request: (path and query, User-Agent).
+    requests: Vec<(String, String)>,
     upgrades: Vec<(String, u16)>,
     streams: Vec<SeenStream>,
     sessions: usize,
@@ -145,7 +147,7 @@ impl FakeApi {
     /// A cluster whose client talks to this fake.
     pub fn cluster(&self) -> Cluster {
         let url = format!("http://{}", self.addr).parse().expect("url");
-        let client = kube::Client::try_from(kube::Config::new(url)).expect("client");
+        let client = kubeway_kube::build_client(kube::Config::new(url)).expect("client");
         Cluster {
             client,
             namespace: "default".into(),
@@ -157,6 +159,11 @@ impl FakeApi {
     /// The upgrades seen, as (transport, status answered).
     pub fn upgrades(&self) -> Vec<(String, u16)> {
         self.log.lock().expect("log").upgrades.clone()
+    }
+
+    /// Every request seen: (path and query, User-Agent).
+    pub fn requests(&self) -> Vec<(String, String)> {
+        self.log.lock().expect("log").requests.clone()
     }
 
     /// The SPDY streams seen.
@@ -191,6 +198,17 @@ fn answer(
     freeze: CancellationToken,
 ) -> Response<Full<Bytes>> {
     let path = req.uri().path().to_string();
+    log.lock().expect("log").requests.push((
+        req.uri()
+            .path_and_query()
+            .map(|p| p.to_string())
+            .unwrap_or_default(),
+        req.headers()
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string(),
+    ));
     let Some(pod) = path
         .strip_prefix("/api/v1/namespaces/default/pods/")
         .and_then(|p| p.strip_suffix("/portforward"))

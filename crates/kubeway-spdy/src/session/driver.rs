@@ -30,6 +30,14 @@ const DIRECT_WRITE: usize = 16 * 1024;
 /// How long a closing writer may spend flushing what was queued.
 const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Sleeps for the stall limit, or forever when there is none.
+async fn stall_limit(limit: Option<Duration>) {
+    match limit {
+        Some(t) => tokio::time::sleep(t).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// The reader stopped because the session is shutting down.
 struct Shutdown;
 
@@ -193,6 +201,8 @@ impl Reader {
             stream_id = stream.id(),
             "inbound buffer full; pausing transport reads"
         );
+        let now = self.shared.elapsed_ms();
+        self.shared.paused_since_ms.store(now, Ordering::SeqCst);
         self.shared.reader_paused.store(true, Ordering::SeqCst);
         let result = loop {
             let notified = self.shared.progress.notified();
@@ -205,7 +215,8 @@ impl Reader {
                 biased;
                 () = self.shared.shutdown.cancelled() => break Err(Shutdown),
                 () = notified => {}
-                () = tokio::time::sleep(config.stall_timeout) => {
+                // A stall limit, when one is set, counts from the last progress.
+                () = stall_limit(config.stall_timeout) => {
                     let culprit = if stream_len > stream_limit / 2 {
                         Some(Arc::clone(stream))
                     } else {

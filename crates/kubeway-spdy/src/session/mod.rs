@@ -33,15 +33,20 @@
 //!    holds more than [`Config::session_recv_buffer`], the reader pauses reading the socket
 //!    until the backlog has drained to half of the limit. This is real TCP back-pressure on the
 //!    peer, at the cost of briefly stalling the other streams.
-//! 3. A pause may not last forever: if no consumer makes any progress for
-//!    [`Config::stall_timeout`], the stalled stream (or, for the session limit, the stream with
-//!    the largest backlog) is reset with `FLOW_CONTROL_ERROR`, its buffer dropped, and reading
-//!    resumes. Its reader sees [`crate::StreamError::InboundOverflow`].
+//! 3. A pause lasts as long as the consumer keeps the backlog above half the limit: that is
+//!    back-pressure, and it never loses data (the peer's TCP send buffer fills and the peer
+//!    waits, as spdystream's own blocking reader makes it wait). What it costs is that every
+//!    stream of the session waits meanwhile, so callers that care route new streams away from a
+//!    paused session ([`Session::paused_for`]) and cap the streams per session. Only when
+//!    [`Config::stall_timeout`] is set (it is not by default) is a pause bounded: if no consumer
+//!    makes any progress for that long, the stalled stream (or, for the session limit, the
+//!    stream with the largest backlog) is reset with `FLOW_CONTROL_ERROR`, its buffer dropped,
+//!    and reading resumes; its reader sees [`crate::StreamError::InboundOverflow`], never EOF.
 //!
-//! So memory is bounded by roughly the session limit plus one frame, a slow-but-progressing
-//! consumer throttles the whole session (spread heavy streams over several sessions if that
-//! matters), and a consumer that stopped reading is cut off after the stall timeout instead of
-//! freezing its neighbours. The keepalive watchdog treats a paused reader as alive.
+//! So memory is bounded by roughly the session limit plus one frame, a slow consumer throttles
+//! the whole session (spread heavy streams over several sessions if that matters), and nothing
+//! is dropped unless the caller asked for a stall limit. The keepalive watchdog treats a paused
+//! reader as alive.
 //!
 //! # Other frames
 //!
@@ -131,8 +136,8 @@ pub struct Config {
     /// Unread inbound bytes per session before the reader pauses (default 64 MiB).
     pub session_recv_buffer: usize,
     /// How long a paused reader waits for any consumer progress before resetting the stalled
-    /// stream (default 10 s).
-    pub stall_timeout: Duration,
+    /// stream; `None` (the default) waits as long as it takes, which is lossless back-pressure.
+    pub stall_timeout: Option<Duration>,
     /// Incoming streams that may wait for the application before further ones are refused
     /// (default 256).
     pub accept_backlog: usize,
@@ -150,7 +155,7 @@ impl Default for Config {
             write_buffer: 4 << 20,
             stream_recv_buffer: 8 << 20,
             session_recv_buffer: 64 << 20,
-            stall_timeout: Duration::from_secs(10),
+            stall_timeout: None,
             accept_backlog: 256,
             decoder_limits: DecoderLimits::default(),
         }
@@ -226,6 +231,8 @@ pub(crate) struct Shared {
     /// Unread inbound DATA bytes across all streams.
     buffered: AtomicUsize,
     reader_paused: AtomicBool,
+    /// Milliseconds since `epoch` when the current pause began (meaningful while paused).
+    paused_since_ms: AtomicU64,
     progress: Notify,
     epoch: Instant,
     /// Milliseconds since `epoch` at the last successful transport read.
@@ -439,6 +446,7 @@ impl Session {
             tasks_alive: AtomicUsize::new(2),
             buffered: AtomicUsize::new(0),
             reader_paused: AtomicBool::new(false),
+            paused_since_ms: AtomicU64::new(0),
             progress: Notify::new(),
             epoch: Instant::now(),
             last_rx_ms: AtomicU64::new(0),
@@ -592,6 +600,19 @@ impl Session {
     /// data the application has not read yet.
     pub fn active_streams(&self) -> usize {
         lock(&self.shared().state).streams.len()
+    }
+
+    /// How long the reader has been paused on a full inbound buffer, or `None` while it reads.
+    /// A session paused for long is held up by a slow consumer: every stream on it waits.
+    pub fn paused_for(&self) -> Option<Duration> {
+        let shared = self.shared();
+        if !shared.reader_paused.load(Ordering::SeqCst) {
+            return None;
+        }
+        let since = shared.paused_since_ms.load(Ordering::SeqCst);
+        Some(Duration::from_millis(
+            shared.elapsed_ms().saturating_sub(since),
+        ))
     }
 
     /// Resolves once the session has closed and its tasks have stopped.

@@ -455,7 +455,7 @@ async fn unread_stream_within_its_budget_does_not_delay_others() {
 async fn stalled_consumer_is_reset_after_the_stall_timeout() {
     let config = Config {
         stream_recv_buffer: 64 * 1024,
-        stall_timeout: Duration::from_secs(2),
+        stall_timeout: Some(Duration::from_secs(2)),
         ..Config::default()
     };
     let (client, _ci, _server, mut si) = pair(config, Config::default());
@@ -497,6 +497,45 @@ async fn stalled_consumer_is_reset_after_the_stall_timeout() {
     assert!(matches!(stream_error(&err), StreamError::InboundOverflow));
     assert!(!client.is_closed());
     assert_eq!(client.shared().buffered.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_paused_consumer_loses_nothing_and_the_pause_is_visible() {
+    // No stall limit (the default): a consumer that stops reading for a long time holds the
+    // session back, and once it reads again it gets every byte, in order.
+    let config = Config {
+        stream_recv_buffer: 64 * 1024,
+        ..Config::default()
+    };
+    assert!(config.stall_timeout.is_none());
+    let (client, _ci, _server, mut si) = pair(config, Config::default());
+    let total = 4 << 20;
+    let server = tokio::spawn(async move {
+        let mut s = si.next().await.unwrap().accept(vec![], false).unwrap();
+        let mut rng = Rng(7);
+        let payload = rng.bytes(total);
+        s.write_all(&payload).await.unwrap();
+        s.shutdown().await.unwrap();
+        payload
+    });
+    let mut s = client.open_stream(vec![], false).await.unwrap();
+    let mut first = vec![0u8; 1000];
+    s.read_exact(&mut first).await.unwrap();
+    // Stop reading for a minute (virtual time): the reader pauses and says so.
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let paused = client
+        .paused_for()
+        .expect("the reader is paused on the full buffer");
+    assert!(paused >= Duration::from_secs(30), "paused for {paused:?}");
+    let mut rest = Vec::new();
+    s.read_to_end(&mut rest)
+        .await
+        .expect("a clean end, not a reset");
+    first.extend_from_slice(&rest);
+    let sent = server.await.unwrap();
+    assert_eq!(first.len(), sent.len());
+    assert!(first == sent, "every byte arrives, in order");
+    assert!(client.paused_for().is_none(), "reading again");
 }
 
 /// The other end of a session, driven frame by frame with the codec.

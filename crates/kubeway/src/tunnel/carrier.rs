@@ -11,15 +11,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use kubeway_core::target::{PortRef, Target, TargetKind};
+use kubeway_engine::{Router, serve_routed};
 use kubeway_kube::loadbalancer::{LbPort, LbService};
-use kubeway_kube::{Cluster, Transport};
+use kubeway_kube::{Cluster, ForwardOptions};
 use kubeway_net::Stats;
 use kubeway_net::loopback::{self, BoundPort};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::either::Either;
 use tokio_util::sync::CancellationToken;
 
-use crate::forward::{Out, Router, serve_routed};
 use crate::reach::Direct;
 
 /// Where Services get their host address.
@@ -158,19 +158,19 @@ impl Fallback {
         self.router
             .get_or_try_init(|| async {
                 let target = Target::parse(&format!("svc/{}", self.service), TargetKind::Service)?;
-                let (_, router) = Router::start(
+                let routers = Router::start(
                     &self.cluster,
                     &target,
-                    &PortRef::Number(self.port),
-                    Transport::Auto,
-                    Out {
-                        json: false,
-                        quiet: true,
-                    },
+                    &[PortRef::Number(self.port)],
+                    ForwardOptions::default(),
+                    kubeway_engine::event::quiet(),
                     self.cancel.clone(),
                 )
                 .await?;
-                Ok::<_, anyhow::Error>(router)
+                routers
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| anyhow::anyhow!("no router for port {}", self.port))
             })
             .await
             .cloned()
@@ -192,7 +192,7 @@ impl Fallback {
     async fn dial(
         &self,
         addr: SocketAddr,
-    ) -> std::result::Result<Either<TcpStream, crate::forward::Conn>, String> {
+    ) -> std::result::Result<Either<TcpStream, kubeway_engine::RoutedConn>, String> {
         let node_port_error = if self.avoiding() {
             None
         } else {
@@ -233,7 +233,11 @@ impl Fallback {
                 node_port_error.as_deref().unwrap_or("avoided")
             )
         })?;
-        router.dial().await.map(Either::Right)
+        router
+            .connect()
+            .await
+            .map(Either::Right)
+            .map_err(|e| e.to_string())
     }
 
     fn note(&self, addr: SocketAddr, via: String, why: String) {
@@ -310,18 +314,18 @@ impl Carrier {
         let mut cluster = cluster.clone();
         cluster.namespace = svc.namespace.clone();
         let target = Target::parse(&format!("svc/{}", svc.name), TargetKind::Service)?;
-        let (_, router) = Router::start(
+        let router = Router::start(
             &cluster,
             &target,
-            &PortRef::Number(port.port),
-            Transport::Auto,
-            Out {
-                json: false,
-                quiet: true,
-            },
+            &[PortRef::Number(port.port)],
+            ForwardOptions::default(),
+            kubeway_engine::event::quiet(),
             cancel,
         )
-        .await?;
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("no router for port {}", port.port))?;
         Ok(Carrier::Forward {
             router,
             why: direct.why_not_direct(&tried),
@@ -365,10 +369,16 @@ impl Carrier {
             Carrier::NodePort { addr, fallback, .. } => {
                 let addr = *addr;
                 let fallback = fallback.clone();
-                tokio::spawn(kubeway_net::serve(listener, cancel, stats, move |_| {
-                    let fallback = fallback.clone();
-                    async move { fallback.dial(addr).await }
-                }))
+                tokio::spawn(kubeway_net::serve_connect(
+                    listener,
+                    cancel,
+                    stats,
+                    Duration::from_secs(2),
+                    move |_| {
+                        let fallback = fallback.clone();
+                        async move { fallback.dial(addr).await }
+                    },
+                ))
             }
             Carrier::Forward { router, .. } => {
                 serve_routed(listener, router.clone(), stats, cancel)
