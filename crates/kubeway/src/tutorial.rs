@@ -149,6 +149,18 @@ impl Tutorial<'_> {
             .with_context(|| format!("reading service {name} (an API error)"))
     }
 
+    /// The first ingress address of a LoadBalancer Service, if someone wrote one.
+    async fn ingress(&self, name: &str) -> Result<Option<String>> {
+        Ok(self
+            .service(name)
+            .await?
+            .status
+            .and_then(|s| s.load_balancer)
+            .and_then(|lb| lb.ingress)
+            .and_then(|i| i.into_iter().next())
+            .and_then(|i| i.ip.or(i.hostname)))
+    }
+
     async fn pods(&self, app: &str) -> Result<Vec<Pod>> {
         Ok(Api::<Pod>::namespaced(self.client.clone(), "default")
             .list(&ListParams::default().labels(&format!("app={app}")))
@@ -497,28 +509,42 @@ async fn guide(t: &mut Tutorial<'_>) -> Result<()> {
     t.begin("a Service of type LoadBalancer");
     t.run("kubectl expose deployment balanced --type=LoadBalancer --port=8080")
         .await?;
+    // A platform with a load balancer of its own (k3s's servicelb) answers within moments.
+    if lab.persona().builtin_load_balancer {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while t.ingress("balanced").await?.is_none() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
     t.run("kubectl get services balanced").await?;
-    t.explain(
-        "A LoadBalancer Service asks the platform for an external address; a cloud provides one, a\n\
-         local cluster has nobody to ask, so EXTERNAL-IP stays <pending>.",
-        "Kubernetes asks; the platform (here: nobody) answers",
-    );
+    match t.ingress("balanced").await? {
+        None => t.explain(
+            "A LoadBalancer Service asks the platform for an external address. A cloud provides one;\n\
+             this cluster has nobody to ask, so EXTERNAL-IP is <pending>.",
+            "Kubernetes asks; the platform (here: nobody) answers",
+        ),
+        Some(ip) => t.explain(
+            &format!(
+                "A LoadBalancer Service asks the platform for an external address, and this platform's own\n\
+                 load balancer answered: {ip}."
+            ),
+            "Kubernetes asks; the platform's load balancer answers",
+        ),
+    }
 
     t.begin("kubeway tunnel (for `minikube tunnel`, in a second terminal)");
+    let platform = t.ingress("balanced").await?;
     let mut tunnel = t.spawn("kubeway tunnel")?;
-    tunnel
-        .until("written to status.loadBalancer.ingress", true)
-        .await?;
+    if platform.is_some() {
+        tunnel.until("left alone", true).await?;
+    } else {
+        tunnel
+            .until("written to status.loadBalancer.ingress", true)
+            .await?;
+    }
     let deadline = Instant::now() + STEP_DEADLINE;
     let external = loop {
-        let svc = t.service("balanced").await?;
-        let ingress = svc
-            .status
-            .and_then(|s| s.load_balancer)
-            .and_then(|lb| lb.ingress)
-            .and_then(|i| i.into_iter().next())
-            .and_then(|i| i.ip.or(i.hostname));
-        if let Some(ip) = ingress {
+        if let Some(ip) = t.ingress("balanced").await? {
             break ip;
         }
         if Instant::now() >= deadline {
@@ -527,13 +553,22 @@ async fn guide(t: &mut Tutorial<'_>) -> Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    t.explain(
-        &format!(
-            "The tunnel played the platform's part: it gave balanced the address {external} on this\n\
-             host and carries what arrives there to the ready pods."
+    match platform {
+        None => t.explain(
+            &format!(
+                "The tunnel played the platform's part: it gave balanced the address {external} on this\n\
+                 host and carries what arrives there to the ready pods."
+            ),
+            "the host (an address of its own) crossing the driver to the pods",
         ),
-        "the host (an address of its own) crossing the driver to the pods",
-    );
+        Some(_) => t.explain(
+            &format!(
+                "The platform's load balancer had already given balanced {external}; kubeway tunnel\n\
+                 leaves a real load balancer's address alone."
+            ),
+            "the platform's load balancer, not the tunnel",
+        ),
+    }
 
     t.begin("EXTERNAL-IP shown");
     t.run("kubectl get services balanced").await?;
@@ -565,19 +600,13 @@ async fn guide(t: &mut Tutorial<'_>) -> Result<()> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     tunnel.interrupt().await;
-    let ingress_left = t
-        .service("balanced")
-        .await?
-        .status
-        .and_then(|s| s.load_balancer)
-        .and_then(|lb| lb.ingress)
-        .is_some_and(|i| !i.is_empty());
+    let left = t.ingress("balanced").await?;
     println!(
         "  kubeway tunnel stopped (Ctrl-C): balanced's EXTERNAL-IP is {}",
-        if ingress_left {
-            "still set (it should have been taken back)"
-        } else {
-            "taken back, <pending> again"
+        match (&left, &platform) {
+            (None, _) => "taken back, <pending> again".to_string(),
+            (Some(ip), Some(_)) => format!("{ip}, the platform's, as it was"),
+            (Some(ip), None) => format!("still {ip}: the tunnel did not take it back"),
         }
     );
     t.explain(
