@@ -49,6 +49,7 @@ pub async fn start(protocol: Protocol) -> std::io::Result<Server> {
         id,
         &[ip],
         &[0],
+        &images::PodLife::default(),
     )
     .await?;
     let port = running.bound.first().map(|b| b.2).unwrap_or(0);

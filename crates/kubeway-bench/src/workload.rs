@@ -382,8 +382,8 @@ pub async fn concurrency(
 }
 
 /// Streams `n` bytes (a pattern seeded by `seed`, in 64 KiB writes 2 ms apart) to an echo server
-/// at `addr`, half-closes, and checks the same bytes come back; shared by `forward-scenarios` and
-/// the `forward` tests.
+/// at `addr` and checks the same `n` bytes come back (no half-close: a container runtime's
+/// port-forward does not pass one on); shared by `forward-scenarios` and the `forward` tests.
 pub async fn stream_echo(addr: SocketAddr, seed: u64, n: usize) -> Result<(), String> {
     let s = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
     let (mut rd, mut wr) = s.into_split();
@@ -402,13 +402,13 @@ pub async fn stream_echo(addr: SocketAddr, seed: u64, n: usize) -> Result<(), St
             wr.write_all(chunk).await?;
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
-        wr.shutdown().await
+        std::io::Result::Ok(wr)
     });
-    let mut got = Vec::new();
-    let read = rd.read_to_end(&mut got).await;
+    let mut got = vec![0u8; n];
+    let read = rd.read_exact(&mut got).await.map(drop);
     let wrote = w.await.map_err(|e| e.to_string())?;
     read.map_err(|e| format!("read after {} bytes: {e}", got.len()))?;
-    wrote.map_err(|e| format!("write: {e}"))?;
+    drop(wrote.map_err(|e| format!("write: {e}"))?);
     let have: [u8; 32] = Sha256::digest(&got).into();
     if have == want {
         Ok(())

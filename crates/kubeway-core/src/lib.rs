@@ -6,11 +6,20 @@
 //! - [`path`]: the path model: hops by layer, ways, findings and the verdict.
 //! - [`explain`](mod@explain): the diagnosis rules, from collected facts to a [`path::PathReport`].
 //! - [`render`]: the report as a terminal diagram, JSON and SVG.
+//! - [`quote`]: user input quoted for error messages, cut to a readable length.
 #![warn(missing_docs)]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 pub mod env;
 pub mod explain;
 pub mod path;
 pub mod persona;
+#[cfg_attr(not(test), deny(clippy::arithmetic_side_effects))]
+pub mod quote;
 pub mod render;
+// User input is parsed here: no arithmetic that can overflow or panic.
+#[cfg_attr(not(test), deny(clippy::arithmetic_side_effects))]
 pub mod target;

@@ -17,6 +17,11 @@ use crate::env::{
     NodeInfo, Provider,
 };
 
+/// The name of the kubeconfig cluster extension by which a namespace-mode lab names the network
+/// namespace its kubeconfig is for (`extension: {netns: NAME}`); kubeway refuses to dial such a
+/// kubeconfig from any other network namespace.
+pub const LAB_NETNS_EXTENSION: &str = "kubeway-lab";
+
 /// How one environment looks from the API and the kubeconfig.
 ///
 /// Strings in `provider_id_pattern`, `labels*` and `annotations` may hold `{node}` (the node name),

@@ -158,7 +158,7 @@ pub enum NameError {
         max: usize,
     },
     /// The name has upper-case letters; Kubernetes names are lower case.
-    #[error("names are lower case: write {suggestion:?}")]
+    #[error("names are lower case: write {}", crate::quote::quote(.suggestion))]
     UpperCase {
         /// The lower-cased name.
         suggestion: String,
@@ -178,7 +178,7 @@ pub enum NameError {
     Dot,
     /// The name (or one of its dot-separated parts) starts or ends with something other than a
     /// letter or digit.
-    #[error("{part:?} must start and end with a letter or digit")]
+    #[error("{} must start and end with a letter or digit", crate::quote::quote(.part))]
     BadEdge {
         /// The offending label.
         part: String,
@@ -213,7 +213,7 @@ fn check_label(name: &str, max: usize, dots: bool) -> Result<(), NameError> {
             }
             return Err(NameError::InvalidChar {
                 ch,
-                position: i + 1,
+                position: i.saturating_add(1),
                 dot: if dots { " and '.'" } else { "" },
             });
         }
@@ -270,16 +270,15 @@ pub enum PortError {
     #[error("port 0 is not a port that can be reached: write a number from 1 to 65535")]
     Zero,
     /// A number above 65535.
-    #[error("port {text} is out of range: write a number from 1 to 65535")]
+    #[error("port {} is out of range: write a number from 1 to 65535", crate::quote::cut(.text))]
     OutOfRange {
         /// The number as written.
         text: String,
     },
     /// Neither a number nor a valid port name.
     #[error(
-        "{text:?} is neither a port number nor a valid port name ({reason}); port names are at most 15 characters of \
-         a-z, 0-9 and '-', with at least one letter, e.g. http or metrics"
-    )]
+        "{} is neither a port number nor a valid port name ({reason}); port names are at most 15 characters of \
+         a-z, 0-9 and '-', with at least one letter, e.g. http or metrics", crate::quote::quote(.text))]
     InvalidName {
         /// The text as written.
         text: String,
@@ -390,7 +389,7 @@ pub enum TargetError {
     #[error("the target is empty: write NAME, or KIND/NAME such as svc/web or pod/web-0")]
     Empty,
     /// The part before `/` is not a kind kubeway handles.
-    #[error("unknown kind {kind:?} in {input:?}: {advice}")]
+    #[error("unknown kind {} in {}: {advice}", crate::quote::quote(.kind), crate::quote::quote(.input))]
     UnknownKind {
         /// The whole input.
         input: String,
@@ -400,7 +399,7 @@ pub enum TargetError {
         advice: String,
     },
     /// `KIND/` with nothing after the slash.
-    #[error("{input:?} has no name after the '/': write {kind}/NAME")]
+    #[error("{} has no name after the '/': write {kind}/NAME", crate::quote::quote(.input))]
     MissingName {
         /// The whole input.
         input: String,
@@ -408,22 +407,21 @@ pub enum TargetError {
         kind: TargetKind,
     },
     /// `/NAME` with nothing before the slash.
-    #[error("{input:?} has no kind before the '/': write svc/NAME or pod/NAME, or just NAME")]
+    #[error("{} has no kind before the '/': write svc/NAME or pod/NAME, or just NAME", crate::quote::quote(.input))]
     MissingKind {
         /// The whole input.
         input: String,
     },
     /// More than one `/`.
     #[error(
-        "{input:?} has more than one '/': write KIND/NAME (e.g. svc/web); give the namespace with -n NAMESPACE, not \
-         in the target"
-    )]
+        "{} has more than one '/': write KIND/NAME (e.g. svc/web); give the namespace with -n NAMESPACE, not \
+         in the target", crate::quote::quote(.input))]
     TooManySlashes {
         /// The whole input.
         input: String,
     },
     /// The name breaks the Kubernetes naming rule of its kind.
-    #[error("{kind} name {name:?} is not valid: {reason}")]
+    #[error("{kind} name {} is not valid: {reason}", crate::quote::quote(.name))]
     InvalidName {
         /// The kind the name was checked for.
         kind: TargetKind,
@@ -434,8 +432,7 @@ pub enum TargetError {
     },
     /// A `:PORT` suffix where ports are separate arguments.
     #[error(
-        "{input:?} has a port suffix, but here ports are separate arguments: write {without} {port} (or LOCAL:{port})"
-    )]
+        "{} has a port suffix, but here ports are separate arguments: write {} {} (or LOCAL:{})", crate::quote::quote(.input), crate::quote::cut(.without), crate::quote::cut(.port), crate::quote::cut(.port))]
     PortNotAllowed {
         /// The whole input.
         input: String,
@@ -445,7 +442,7 @@ pub enum TargetError {
         port: String,
     },
     /// The `:PORT` suffix is not a valid port.
-    #[error("the port in {input:?} is not valid: {reason}")]
+    #[error("the port in {} is not valid: {reason}", crate::quote::quote(.input))]
     InvalidPort {
         /// The whole input.
         input: String,
@@ -626,13 +623,13 @@ pub enum PortSpecError {
     )]
     Empty,
     /// More than one `:`.
-    #[error("{spec:?} has more than one ':': write LOCAL:REMOTE, e.g. 8080:80")]
+    #[error("{} has more than one ':': write LOCAL:REMOTE, e.g. 8080:80", crate::quote::quote(.spec))]
     TooManyColons {
         /// The spec as written.
         spec: String,
     },
     /// `LOCAL:` with nothing after the colon.
-    #[error("{spec:?} has no remote port after the ':': write {local}:REMOTE, e.g. {local}:80")]
+    #[error("{} has no remote port after the ':': write {}:REMOTE, e.g. {}:80", crate::quote::quote(.spec), crate::quote::cut(.local), crate::quote::cut(.local))]
     MissingRemote {
         /// The spec as written.
         spec: String,
@@ -641,9 +638,8 @@ pub enum PortSpecError {
     },
     /// The local part is not a number.
     #[error(
-        "the local port {local:?} in {spec:?} is not a number: local ports are numbers from 1 to 65535, or leave it \
-         empty (:{remote}) for a random free port"
-    )]
+        "the local port {} in {} is not a number: local ports are numbers from 1 to 65535, or leave it \
+         empty (:{}) for a random free port", crate::quote::quote(.local), crate::quote::quote(.spec), crate::quote::cut(.remote))]
     LocalNotNumeric {
         /// The spec as written.
         spec: String,
@@ -654,8 +650,7 @@ pub enum PortSpecError {
     },
     /// The local number is above 65535.
     #[error(
-        "the local port {local} in {spec:?} is out of range: write a number from 1 to 65535, or :REMOTE for a random one"
-    )]
+        "the local port {} in {} is out of range: write a number from 1 to 65535, or :REMOTE for a random one", crate::quote::cut(.local), crate::quote::quote(.spec))]
     LocalOutOfRange {
         /// The spec as written.
         spec: String,
@@ -663,7 +658,7 @@ pub enum PortSpecError {
         local: String,
     },
     /// The remote part is not a valid port.
-    #[error("the remote port in {spec:?} is not valid: {reason}")]
+    #[error("the remote port in {} is not valid: {reason}", crate::quote::quote(.spec))]
     Remote {
         /// The spec as written.
         spec: String,

@@ -11,7 +11,7 @@
 //! # async fn demo(cluster: kubeway_kube::Cluster) -> Result<(), Box<dyn std::error::Error>> {
 //! use std::sync::Arc;
 //! use kubeway_core::target::{PortRef, Target, TargetKind};
-//! use kubeway_engine::{Router, event, serve_routed};
+//! use kubeway_engine::{Router, RouterOptions, event, serve_routed};
 //! use tokio_util::sync::CancellationToken;
 //!
 //! let cancel = CancellationToken::new();
@@ -20,7 +20,7 @@
 //!     &cluster,
 //!     &target,
 //!     &[PortRef::Number(80)],
-//!     Default::default(),
+//!     RouterOptions::default(),
 //!     Arc::new(|e: event::Event| eprintln!("{e:?}")),
 //!     cancel.clone(),
 //! )

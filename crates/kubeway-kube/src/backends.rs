@@ -904,37 +904,6 @@ impl<K> Watched for K where
 {
 }
 
-/// Runs a reflector over `api` until `cancel` (resuming after API outages with back-off) and
-/// calls `on_change` with the store after every change once the first list is in, and with the
-/// error whenever the watch fails.
-pub(crate) fn spawn_reflector<K, F>(
-    api: Api<K>,
-    config: watcher::Config,
-    cancel: CancellationToken,
-    mut on_change: F,
-) where
-    K: Watched,
-    F: FnMut(Result<&Store<K>, String>) + Send + 'static,
-{
-    let (store, writer) = reflector::store();
-    let stream = reflector::reflector(writer, watcher(api, config).default_backoff());
-    tokio::spawn(async move {
-        let mut stream = std::pin::pin!(stream);
-        loop {
-            let item = tokio::select! {
-                i = stream.next() => i,
-                _ = cancel.cancelled() => return,
-            };
-            let Some(item) = item else { return };
-            match item {
-                Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => {}
-                Ok(_) => on_change(Ok(&store)),
-                Err(e) => on_change(Err(e.to_string())),
-            }
-        }
-    });
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,6 +1,10 @@
 //! The only kubeway crate that talks to an API server: connecting through a kubeconfig, resolving
 //! targets to ready pods, opening port-forward streams ([`portforward`]), and LoadBalancer
 //! status ([`loadbalancer`]) and the Service IP ranges ([`servicecidr`]).
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 pub mod backends;
 pub mod explain;
@@ -88,6 +92,25 @@ pub enum KubeError {
         /// Near names, or what to check.
         hint: String,
     },
+    /// A namespace-mode lab's kubeconfig, used from another network namespace.
+    #[error(
+        "this kubeconfig is for the kubeway lab behind network namespace {netns}, and kubeway runs in another network namespace, \
+         where the lab's addresses would go out by this namespace's own routes: run kubeway in the lab's host namespace, \
+         `sudo ip netns exec {netns} kubeway …`"
+    )]
+    OtherNetns {
+        /// The namespace the kubeconfig is for.
+        netns: String,
+    },
+    /// A namespace-mode lab's kubeconfig whose namespace is gone.
+    #[error(
+        "this kubeconfig is for the kubeway lab behind network namespace {netns}, which does not exist (any more): \
+         the lab has stopped; start it again (`sudo kubeway lab up --netns …`) and use the kubeconfig it writes"
+    )]
+    NetnsGone {
+        /// The namespace the kubeconfig is for.
+        netns: String,
+    },
     /// A watch failed before it listed anything (the text names the API layer, the status
     /// and what to do).
     #[error("{message}")]
@@ -129,6 +152,73 @@ pub struct Cluster {
     pub context: String,
     /// The API server URL.
     pub server: String,
+}
+
+/// The network namespace a namespace-mode lab's kubeconfig names for `context`, if any.
+pub fn lab_netns(kc: &Kubeconfig, context: &str) -> Option<String> {
+    let cluster = kc
+        .contexts
+        .iter()
+        .find(|c| c.name == context)?
+        .context
+        .as_ref()?
+        .cluster
+        .clone();
+    kc.clusters
+        .iter()
+        .find(|c| c.name == cluster)?
+        .cluster
+        .as_ref()?
+        .extensions
+        .iter()
+        .flatten()
+        .find(|e| e.name == kubeway_core::persona::LAB_NETNS_EXTENSION)?
+        .extension
+        .get("netns")?
+        .as_str()
+        .map(str::to_string)
+}
+
+/// Whether this thread runs in the network namespace named `name` (`ip netns` names, under
+/// /run/netns): Some(true/false), or None when there is no such namespace.
+pub fn in_netns(name: &str) -> Option<bool> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let plain = !name.is_empty()
+            && name != "."
+            && name != ".."
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !plain {
+            return None;
+        }
+        let theirs = std::fs::metadata(format!("/run/netns/{name}")).ok()?;
+        let ours = std::fs::metadata("/proc/thread-self/ns/net")
+            .or_else(|_| std::fs::metadata("/proc/self/ns/net"))
+            .ok()?;
+        Some(theirs.dev() == ours.dev() && theirs.ino() == ours.ino())
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = name;
+        None
+    }
+}
+
+/// Refuses a namespace-mode lab's kubeconfig outside the namespace it names: there its
+/// documentation addresses would be routed by this namespace's routes (out of the machine, by a
+/// default route).
+fn check_netns(kc: &Kubeconfig, context: &str) -> Result<(), KubeError> {
+    let Some(netns) = lab_netns(kc, context) else {
+        return Ok(());
+    };
+    match in_netns(&netns) {
+        Some(true) => Ok(()),
+        Some(false) => Err(KubeError::OtherNetns { netns }),
+        None => Err(KubeError::NetnsGone { netns }),
+    }
 }
 
 /// `kubeway/VERSION (os/arch)`, sent as the User-Agent of every request, as kubectl sends
@@ -204,6 +294,7 @@ pub async fn connect(opts: &ConnectOptions) -> Result<Cluster, KubeError> {
                 .join(", "),
         });
     }
+    check_netns(&kc, &context)?;
     let options = KubeConfigOptions {
         context: Some(context.clone()),
         ..Default::default()

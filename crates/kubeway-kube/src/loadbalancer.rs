@@ -13,7 +13,9 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::backends::spawn_reflector;
+use futures::StreamExt;
+use kube::runtime::{WatchStreamExt, reflector};
+
 use crate::{Cluster, KubeError};
 
 /// Which Services to watch.
@@ -83,7 +85,83 @@ pub struct LbServices {
     /// Sorted by namespace and name.
     pub services: Vec<LbService>,
     /// The API server could not be watched: the error, while the outage lasts.
-    pub api_error: Option<String>,
+    pub api_error: Option<WatchFailure>,
+}
+
+/// Why listing or watching the Services failed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct WatchFailure {
+    /// `list` (the first list) or `watch`.
+    pub verb: &'static str,
+    /// The HTTP status when the API server answered with one (401, 403, 404 …).
+    pub code: Option<u16>,
+    /// The API server's words, or the transport's error.
+    pub message: String,
+}
+
+impl WatchFailure {
+    /// Whether the API server refused outright (401 Unauthorized, 403 Forbidden, 404 Not
+    /// Found): retrying will not help until someone changes credentials, RBAC or the cluster.
+    pub fn is_refusal(&self) -> bool {
+        matches!(self.code, Some(401 | 403 | 404))
+    }
+
+    fn of(e: &watcher::Error) -> Self {
+        let (verb, err) = match e {
+            watcher::Error::InitialListFailed(e) => ("list", e),
+            watcher::Error::WatchStartFailed(e) | watcher::Error::WatchFailed(e) => ("watch", e),
+            watcher::Error::WatchError(status) => {
+                return Self {
+                    verb: "watch",
+                    code: Some(status.code),
+                    message: status.message.clone(),
+                };
+            }
+            watcher::Error::NoResourceVersion => {
+                return Self {
+                    verb: "list",
+                    code: None,
+                    message: e.to_string(),
+                };
+            }
+        };
+        match err {
+            kube::Error::Api(status) => Self {
+                verb,
+                code: Some(status.code),
+                message: status.message.clone(),
+            },
+            other => Self {
+                verb,
+                code: None,
+                message: other.to_string(),
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for WatchFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let reason = match self.code {
+            Some(401) => " (401 Unauthorized)",
+            Some(403) => " (403 Forbidden)",
+            Some(404) => " (404 Not Found)",
+            _ => "",
+        };
+        match self.code {
+            Some(code) if reason.is_empty() => write!(
+                f,
+                "{} services: the API server answered {code}: {}",
+                self.verb, self.message
+            ),
+            Some(_) => write!(
+                f,
+                "{} services: the API server refused{reason}: {}",
+                self.verb, self.message
+            ),
+            None => write!(f, "{} services: {}", self.verb, self.message),
+        }
+    }
 }
 
 fn lb_service(s: &Service) -> Option<LbService> {
@@ -137,11 +215,10 @@ pub fn watch_load_balancers(
         Scope::All => Api::all(cluster.client.clone()),
     };
     let (tx, rx) = watch::channel(LbServices::default());
-    spawn_reflector(
+    spawn_services_reflector(
         api,
-        watcher::Config::default(),
         cancel,
-        move |state: Result<&Store<Service>, String>| match state {
+        move |state: Result<&Store<Service>, WatchFailure>| match state {
             Ok(store) => {
                 let mut services: Vec<LbService> =
                     store.state().iter().filter_map(|s| lb_service(s)).collect();
@@ -157,16 +234,45 @@ pub fn watch_load_balancers(
                     changed
                 });
             }
-            Err(msg) => {
+            Err(failure) => {
                 tx.send_if_modified(|cur| {
-                    let changed = cur.api_error.as_deref() != Some(msg.as_str());
-                    cur.api_error = Some(msg);
+                    let changed = cur.api_error.as_ref() != Some(&failure);
+                    cur.api_error = Some(failure);
                     changed
                 });
             }
         },
     );
     rx
+}
+
+/// Runs a reflector over the Services until `cancel` (resuming after API outages with
+/// back-off), calling `on_change` with the store after every change once the first list is in,
+/// and with the failure, its verb and status code kept, whenever listing or watching fails.
+fn spawn_services_reflector<F>(api: Api<Service>, cancel: CancellationToken, mut on_change: F)
+where
+    F: FnMut(Result<&Store<Service>, WatchFailure>) + Send + 'static,
+{
+    let (store, writer) = reflector::store();
+    let stream = reflector::reflector(
+        writer,
+        watcher(api, watcher::Config::default()).default_backoff(),
+    );
+    tokio::spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        loop {
+            let item = tokio::select! {
+                i = stream.next() => i,
+                _ = cancel.cancelled() => return,
+            };
+            let Some(item) = item else { return };
+            match item {
+                Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => {}
+                Ok(_) => on_change(Ok(&store)),
+                Err(e) => on_change(Err(WatchFailure::of(&e))),
+            }
+        }
+    });
 }
 
 /// The ingress a host-side proxy announces: the address, with `ipMode: Proxy` so kube-proxy
@@ -315,5 +421,38 @@ mod tests {
         )
         .expect("service");
         assert!(lb_service(&plain).is_none());
+    }
+
+    #[test]
+    fn refusals_name_the_verb_and_the_status() {
+        let status = |code: u16, message: &str| {
+            Box::new(kube::core::Status {
+                code,
+                message: message.into(),
+                ..Default::default()
+            })
+        };
+        let f = WatchFailure::of(&watcher::Error::InitialListFailed(kube::Error::Api(
+            status(401, "Unauthorized"),
+        )));
+        assert!(f.is_refusal());
+        assert_eq!(
+            f.to_string(),
+            "list services: the API server refused (401 Unauthorized): Unauthorized"
+        );
+        let f = WatchFailure::of(&watcher::Error::WatchError(status(
+            403,
+            "services is forbidden",
+        )));
+        assert!(f.is_refusal());
+        assert!(
+            f.to_string()
+                .starts_with("watch services: the API server refused (403 Forbidden)")
+        );
+        let f = WatchFailure::of(&watcher::Error::InitialListFailed(kube::Error::Api(
+            status(500, "boom"),
+        )));
+        assert!(!f.is_refusal(), "a server error is worth retrying");
+        assert!(f.to_string().contains("answered 500"));
     }
 }

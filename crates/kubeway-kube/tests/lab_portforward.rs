@@ -9,7 +9,9 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{BLOB_PORT, ECHO_PORT, Fixture, echo_exchange, sizes};
-use kubeway_kube::{ConnectionError, ForwardError, KubeError, PortForwarder, Transport};
+use kubeway_kube::{
+    ConnectionError, ForwardError, ForwardOptions, KubeError, PortForwarder, Transport,
+};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -65,9 +67,11 @@ async fn bulk(transport: Transport, seed: u64) {
     let fwd = f.forwarder(&f.echo, transport);
     let sizes = sizes(seed, 200, BULK_BUDGET);
     let total: usize = sizes.iter().sum();
-    let half_close = transport != Transport::V4;
+    // No half-close: like containerd, the lab cuts a connection a second after the client's
+    // side ended, so a large echo still in flight after a half-close may be cut (tested on its
+    // own in `half_closed_requests_get_what_a_container_runtime_gives`).
     let start = Instant::now();
-    let results = within("200 echoes", echo_many(&fwd, seed, &sizes, half_close)).await;
+    let results = within("200 echoes", echo_many(&fwd, seed, &sizes, false)).await;
     let took = start.elapsed();
     for (i, r) in results.iter().enumerate() {
         match r {
@@ -95,9 +99,10 @@ async fn bulk(transport: Transport, seed: u64) {
         }
         _ => {
             assert_eq!(stats.transport, Some(transport));
+            let most = ForwardOptions::default().max_sessions as u64;
             assert!(
-                (1..=2).contains(&stats.sessions_opened),
-                "200 connections share the pool of 2 sessions: {stats:?}"
+                (1..=most).contains(&stats.sessions_opened),
+                "200 connections share a pool of at most {most} sessions: {stats:?}"
             );
             assert_eq!(stats.sessions_lost, 0, "{stats:?}");
         }

@@ -21,7 +21,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
-use crate::images::{Identity, Running};
+use crate::images::{Identity, PodLife, Running};
 use crate::logs::LogSink;
 use crate::netns::Place;
 
@@ -632,16 +632,18 @@ fn startup_lines(app: &App, log: &LogSink) {
 }
 
 /// Starts `app` on `addrs` (its own ports, whatever the manifest's containerPort says, as a
-/// real process binds what it binds), writing its output to `log`.
+/// real process binds what it binds), writing its output to `log`; its connections count in
+/// `life` and end when `life.kill` fires.
 pub async fn start(
     place: &Place,
     app: App,
     id: Identity,
     log: LogSink,
     addrs: &[IpAddr],
+    life: &PodLife,
 ) -> std::io::Result<Started> {
     let accept = CancellationToken::new();
-    let conns = CancellationToken::new();
+    let conns = life.kill.child_token();
     let mut bound = Vec::new();
     let ports = app.ports();
     let ctx = Arc::new(Ctx {
@@ -657,6 +659,7 @@ pub async fn start(
             let cancel = accept.clone();
             let conns = conns.clone();
             let ctx = ctx.clone();
+            let life = life.clone();
             tokio::spawn(async move {
                 loop {
                     let conn = tokio::select! {
@@ -667,7 +670,9 @@ pub async fn start(
                     let _ = tcp.set_nodelay(true);
                     let ctx = ctx.clone();
                     let conns = conns.clone();
+                    let open = life.open_guard();
                     tokio::spawn(async move {
+                        let _open = open;
                         tokio::select! {
                             _ = serve(ctx, tcp, peer) => {}
                             _ = conns.cancelled() => {}

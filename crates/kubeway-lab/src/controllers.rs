@@ -143,9 +143,16 @@ pub fn terminate_pod(
     if !scheduled || grace == 0 {
         return Ok(None);
     }
+    // As the API server: the deletion timestamp is when the grace period ends.
+    let deadline = jiff::Timestamp::now()
+        .checked_add(jiff::SignedDuration::from_secs(
+            grace.clamp(0, 365 * 24 * 3600),
+        ))
+        .unwrap_or_else(|_| jiff::Timestamp::now());
+    let stamp = deadline.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
     store
         .mutate_retry(pods, ns, name, |p| {
-            p["metadata"]["deletionTimestamp"] = json!(now_rfc3339());
+            p["metadata"]["deletionTimestamp"] = json!(stamp);
             p["metadata"]["deletionGracePeriodSeconds"] = json!(grace);
             Ok(())
         })

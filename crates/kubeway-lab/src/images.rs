@@ -179,9 +179,65 @@ pub struct Identity {
     pub container: String,
 }
 
-/// A running container. [`Running::stop`] is a graceful stop (no new connections, open ones get
-/// [`GRACE`] to finish, as an app draining on SIGTERM); [`Running::kill`] ends everything at once
-/// (a crash). Dropping it stops gracefully.
+/// What a pod's containers share about their connections: the kubelet's kill switch (cancelled
+/// when the grace period is over, or at once for a crash) and how many are open, so a pod that
+/// drained can be removed before its grace period ends, as an app exits once its connections
+/// finished.
+#[derive(Debug, Clone, Default)]
+pub struct PodLife {
+    /// Cancelled to end every open connection of the pod (as the kernel closes the sockets of
+    /// a killed process).
+    pub kill: CancellationToken,
+    open: Arc<AtomicU64>,
+    drained: Arc<tokio::sync::Notify>,
+}
+
+impl PodLife {
+    /// A pod's life whose kill switch is `kill`.
+    pub fn new(kill: CancellationToken) -> Self {
+        Self {
+            kill,
+            ..Self::default()
+        }
+    }
+
+    /// Counts one open connection until the guard is dropped.
+    pub fn open_guard(&self) -> OpenConn {
+        self.open.fetch_add(1, Ordering::SeqCst);
+        OpenConn(self.clone())
+    }
+
+    /// Connections open now.
+    pub fn open(&self) -> u64 {
+        self.open.load(Ordering::SeqCst)
+    }
+
+    /// Resolves once no connection is open.
+    pub async fn drained(&self) {
+        loop {
+            let notified = self.drained.notified();
+            if self.open() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// One open connection of a pod ([`PodLife::open_guard`]).
+pub struct OpenConn(PodLife);
+
+impl Drop for OpenConn {
+    fn drop(&mut self) {
+        if self.0.open.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.drained.notify_waiters();
+        }
+    }
+}
+
+/// A running container. [`Running::stop`] is a graceful stop (no new connections; open ones run
+/// on until they finish or the kubelet kills the pod, as an app draining on SIGTERM);
+/// [`Running::kill`] ends everything at once (a crash). Dropping it stops gracefully.
 pub struct Running {
     accept: CancellationToken,
     conns: CancellationToken,
@@ -189,9 +245,6 @@ pub struct Running {
     /// (address, container port) → actually bound port (differs when a privileged port was remapped).
     pub bound: Vec<(IpAddr, u16, u16)>,
 }
-
-/// How long open connections may run on after a graceful stop.
-pub const GRACE: Duration = Duration::from_secs(5);
 
 impl Running {
     /// A container whose listeners were started elsewhere (the tutorial images of `apps`).
@@ -208,14 +261,9 @@ impl Running {
         }
     }
 
-    /// Stops accepting; open connections get [`GRACE`] to finish.
+    /// Stops accepting; open connections run on until they end or the pod is killed.
     pub fn stop(&self) {
         self.accept.cancel();
-        let conns = self.conns.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(GRACE).await;
-            conns.cancel();
-        });
     }
 
     /// Ends every listener and connection now.
@@ -261,7 +309,8 @@ pub(crate) fn bind(place: &Place, ip: IpAddr, port: u16) -> std::io::Result<(Tcp
     }
 }
 
-/// Starts a container's servers on `addrs` × `ports`.
+/// Starts a container's servers on `addrs` × `ports`; its connections count in `life` and end
+/// when `life.kill` fires.
 pub async fn start(
     place: &Place,
     image: Image,
@@ -269,9 +318,10 @@ pub async fn start(
     id: Identity,
     addrs: &[IpAddr],
     ports: &[u16],
+    life: &PodLife,
 ) -> std::io::Result<Running> {
     let accept = CancellationToken::new();
-    let conns = CancellationToken::new();
+    let conns = life.kill.child_token();
     let started = Instant::now();
     let mut bound = Vec::new();
     let shared = Arc::new(Shared {
@@ -287,6 +337,7 @@ pub async fn start(
             let cancel = accept.clone();
             let conns = conns.clone();
             let shared = shared.clone();
+            let life = life.clone();
             tokio::spawn(async move {
                 loop {
                     let conn = tokio::select! {
@@ -306,7 +357,9 @@ pub async fn start(
                     }
                     let shared = shared.clone();
                     let conns = conns.clone();
+                    let open = life.open_guard();
                     tokio::spawn(async move {
+                        let _open = open;
                         tokio::select! {
                             _ = serve(image, shared, tcp) => {}
                             _ = conns.cancelled() => {}
@@ -633,6 +686,7 @@ mod tests {
             id.clone(),
             &[ip],
             &[0],
+            &PodLife::default(),
         )
         .await
         .expect("start");
@@ -651,6 +705,7 @@ mod tests {
             id,
             &[ip],
             &[0],
+            &PodLife::default(),
         )
         .await
         .expect("start");

@@ -160,12 +160,18 @@ pub struct PodHandle {
     started_at: String,
     cancel: CancellationToken,
     terminating: std::sync::atomic::AtomicBool,
+    /// The pod's connections: counted, and killed when the grace period is over.
+    life: images::PodLife,
     _claim: Option<std::net::TcpListener>,
 }
 
 /// How long the lab's apps keep serving after SIGTERM before they stop accepting (so endpoint
 /// removal reaches clients first, as a preStop hook arranges on real clusters).
 pub const TERMINATION_DRAIN: Duration = Duration::from_secs(1);
+
+/// The shortest grace a kubelet gives containers it kills, even when the pod was force-deleted
+/// (`minimumGracePeriodInSeconds` in the kubelet's runtime manager).
+pub const MINIMUM_GRACE: Duration = Duration::from_secs(2);
 
 /// The kubelet of every lab node.
 pub struct Kubelet {
@@ -176,6 +182,21 @@ pub struct Kubelet {
     /// Images already pulled onto the node (the next container finds them present).
     pulled: Mutex<std::collections::HashSet<String>>,
     cancel: CancellationToken,
+}
+
+/// When a pod's grace period ends: its `deletionTimestamp` (the API server sets it to the
+/// deletion time plus the grace period), else 30 s from now.
+fn grace_deadline(pod: &Value) -> tokio::time::Instant {
+    let now = tokio::time::Instant::now();
+    let left = pod["metadata"]["deletionTimestamp"]
+        .as_str()
+        .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+        .map(|t| {
+            let ms = t.duration_since(jiff::Timestamp::now()).as_millis();
+            Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+        })
+        .unwrap_or(Duration::from_secs(30));
+    now + left.max(MINIMUM_GRACE)
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -220,7 +241,8 @@ impl Kubelet {
                     && !h.terminating.swap(true, Ordering::SeqCst)
                 {
                     let me = self.clone();
-                    tokio::spawn(async move { me.terminate(h).await });
+                    let deadline = grace_deadline(pod);
+                    tokio::spawn(async move { me.terminate(h, deadline, true).await });
                 }
                 continue;
             }
@@ -249,6 +271,7 @@ impl Kubelet {
                 started_at: now_rfc3339(),
                 cancel: self.cancel.child_token(),
                 terminating: std::sync::atomic::AtomicBool::new(false),
+                life: images::PodLife::new(self.cancel.child_token()),
                 _claim: claim,
             });
             lock(&self.pods).insert(uid, handle.clone());
@@ -259,8 +282,13 @@ impl Kubelet {
         let mut pods = lock(&self.pods);
         pods.retain(|uid, h| {
             let keep = live.contains(uid);
-            if !keep {
-                h.cancel.cancel();
+            if !keep && !h.terminating.swap(true, Ordering::SeqCst) {
+                // Removed from the API at once (force-deleted): the kubelet still stops the
+                // containers with its minimum grace.
+                let me = self.clone();
+                let h = h.clone();
+                let deadline = tokio::time::Instant::now() + MINIMUM_GRACE;
+                tokio::spawn(async move { me.terminate(h, deadline, false).await });
             }
             keep
         });
@@ -273,15 +301,35 @@ impl Kubelet {
             .cloned()
     }
 
-    /// Stops a pod marked for deletion and removes its object, as the kubelet does once the
-    /// containers have exited.
-    async fn terminate(self: Arc<Self>, h: Arc<PodHandle>) {
+    /// Stops a pod as the kubelet does: SIGTERM (the app keeps serving for
+    /// [`TERMINATION_DRAIN`], as a preStop hook arranges, then stops accepting and lets open
+    /// connections finish), SIGKILL at `deadline` for whatever is still open (its sockets close
+    /// as the kernel closes a killed process's), then, if asked, removes the object. A pod whose
+    /// connections all finished exits before its deadline.
+    async fn terminate(
+        self: Arc<Self>,
+        h: Arc<PodHandle>,
+        deadline: tokio::time::Instant,
+        remove: bool,
+    ) {
         self.event(&h, "Normal", "Killing", "Stopping container");
         tokio::select! {
-            _ = tokio::time::sleep(TERMINATION_DRAIN) => {}
+            _ = tokio::time::sleep(TERMINATION_DRAIN.min(deadline.saturating_duration_since(tokio::time::Instant::now()))) => {}
             _ = self.cancel.cancelled() => return,
         }
+        // The containers stop accepting (their supervisors see the cancel).
         h.cancel.cancel();
+        tokio::select! {
+            _ = h.life.drained() => {}
+            _ = tokio::time::sleep_until(deadline) => {
+                tracing::debug!(pod = %h.name, open = h.life.open(), "grace period over; killing what is left");
+            }
+            _ = self.cancel.cancelled() => return,
+        }
+        h.life.kill.cancel();
+        if !remove {
+            return;
+        }
         let same = self
             .store
             .get(core("pods"), &h.ns, &h.name)
@@ -733,36 +781,47 @@ impl Kubelet {
             type Main = std::pin::Pin<Box<dyn std::future::Future<Output = i32> + Send>>;
             let started: Result<(images::Running, Option<Main>), String> = match (&lab_image, &app)
             {
-                (Some(image), _) => {
-                    images::start(&self.net.place, *image, &sw, id.clone(), &addrs, &ports)
-                        .await
-                        .map(|r| {
-                            log.line(format!(
-                                "{image_ref}: serving on port(s) {} as pod {}",
-                                ports
-                                    .iter()
-                                    .map(u16::to_string)
-                                    .collect::<Vec<_>>()
-                                    .join(", "),
-                                h.name
-                            ));
-                            let main: Option<Main> = sw.crash_after.map(|d| {
-                                let code = sw.exit_code;
-                                Box::pin(async move {
-                                    tokio::time::sleep(d).await;
-                                    code
-                                }) as Main
-                            });
-                            (r, main)
-                        })
-                        .map_err(|e| format!("starting the server failed: {e}"))
-                }
-                (None, Some(Ok(a))) => {
-                    apps::start(&self.net.place, a.clone(), id.clone(), log.clone(), &addrs)
-                        .await
-                        .map(|st| (st.running, st.main))
-                        .map_err(|e| format!("starting the server failed: {e}"))
-                }
+                (Some(image), _) => images::start(
+                    &self.net.place,
+                    *image,
+                    &sw,
+                    id.clone(),
+                    &addrs,
+                    &ports,
+                    &h.life,
+                )
+                .await
+                .map(|r| {
+                    log.line(format!(
+                        "{image_ref}: serving on port(s) {} as pod {}",
+                        ports
+                            .iter()
+                            .map(u16::to_string)
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        h.name
+                    ));
+                    let main: Option<Main> = sw.crash_after.map(|d| {
+                        let code = sw.exit_code;
+                        Box::pin(async move {
+                            tokio::time::sleep(d).await;
+                            code
+                        }) as Main
+                    });
+                    (r, main)
+                })
+                .map_err(|e| format!("starting the server failed: {e}")),
+                (None, Some(Ok(a))) => apps::start(
+                    &self.net.place,
+                    a.clone(),
+                    id.clone(),
+                    log.clone(),
+                    &addrs,
+                    &h.life,
+                )
+                .await
+                .map(|st| (st.running, st.main))
+                .map_err(|e| format!("starting the server failed: {e}")),
                 (None, Some(Err(f))) => {
                     // The process starts and fails at once, as the real image does.
                     log.line(f.message.clone());

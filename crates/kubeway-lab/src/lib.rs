@@ -71,15 +71,9 @@ pub enum LabError {
         #[source]
         source: std::io::Error,
     },
-    /// The kubeconfig could not be written.
-    #[error("writing the kubeconfig to {path}")]
-    WriteKubeconfig {
-        /// Where.
-        path: String,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
+    /// The kubeconfig could not be written (the source names the path).
+    #[error("writing the lab's kubeconfig")]
+    WriteKubeconfig(#[source] kubeway_host::files::FileError),
     /// Namespace mode could not be set up.
     #[error(transparent)]
     Netns(#[from] netns::NetnsError),
@@ -723,6 +717,18 @@ impl Lab {
             }
             s
         };
+        let mut cext = ext(&p.cluster_extensions, "    ");
+        if let Some(ns) = self.host_netns() {
+            // Namespace mode: the kubeconfig names the namespace it is for.
+            if cext.is_empty() {
+                cext.push_str("    extensions:\n");
+            }
+            cext.push_str(&format!(
+                "    - name: {}\n      extension:\n        netns: {}\n",
+                kubeway_core::persona::LAB_NETNS_EXTENSION,
+                yaml_str(ns)
+            ));
+        }
         format!(
             "# kubeway lab ({provider} persona). Written by `kubeway lab`; removed when the lab stops.\n\
              apiVersion: v1\nkind: Config\npreferences: {{}}\n\
@@ -736,29 +742,18 @@ impl Lab {
             context = yaml_str(&p.context),
             server = self.api_url(),
             token = self.ctx.token,
-            cext = ext(&p.cluster_extensions, "    "),
+            cext = cext,
             xext = ext(&p.context_extensions, "    "),
         )
     }
 
-    /// Writes the kubeconfig to `path` (mode 0600 on Unix).
-    pub fn write_kubeconfig(&self, path: &Path) -> Result<(), LabError> {
-        let err = |source| LabError::WriteKubeconfig {
-            path: path.display().to_string(),
-            source,
-        };
-        if let Some(dir) = path.parent()
-            && !dir.as_os_str().is_empty()
-        {
-            std::fs::create_dir_all(dir).map_err(err)?;
-        }
-        std::fs::write(path, self.kubeconfig_yaml()).map_err(err)?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(err)?;
-        }
-        Ok(())
+    /// Writes the kubeconfig to a new file at `path`, mode 0600 from creation on (missing parent
+    /// directories are made 0700). Refuses when anything is at `path` already, a symbolic link
+    /// included. Returns the file's identity, so that only this very file is removed later
+    /// ([`kubeway_host::files::remove_if_same`]).
+    pub fn write_kubeconfig(&self, path: &Path) -> Result<kubeway_host::files::FileId, LabError> {
+        kubeway_host::files::write_new(path, self.kubeconfig_yaml().as_bytes())
+            .map_err(LabError::WriteKubeconfig)
     }
 
     /// Refuses `verb` on `resource` (`pods/portforward`) from now on.

@@ -157,6 +157,18 @@ pub enum NetnsError {
     /// `ip` missing.
     #[error("namespace mode needs the `ip` command from iproute2 (apt-get install iproute2)")]
     NoIpCommand,
+    /// A route of this machine overlaps the documentation ranges namespace mode uses.
+    #[error(
+        "namespace mode uses the documentation ranges {ranges}, and this machine routes part of them: `{route}`; \
+         namespace mode guards those ranges with `unreachable` routes so that nothing meant for the lab leaves \
+         by another way, and will not do so over a route of yours. Remove that route if it is stale, or use loopback mode"
+    )]
+    GuardOverlap {
+        /// The ranges.
+        ranges: String,
+        /// The route in the way.
+        route: String,
+    },
     /// A command failed.
     #[error("`ip {args}` failed: {stderr}")]
     Command {
@@ -262,6 +274,7 @@ impl Boundary {
             }
             self.node.delete();
             self.host.delete();
+            linux::guard::release();
         }
     }
 }
@@ -469,22 +482,207 @@ pub mod linux {
         }
     }
 
-    fn pid_alive(pid: u32) -> bool {
-        std::path::Path::new(&format!("/proc/{pid}")).exists()
+    /// The pid in a lab namespace's name (`kwlab-PID-N-…`).
+    fn owner_pid(name: &str) -> Option<u32> {
+        name.strip_prefix(PREFIX)?.split('-').next()?.parse().ok()
     }
 
-    /// Removes lab namespaces whose process is gone (a lab killed with SIGKILL).
+    /// Removes lab namespaces whose process is gone (a lab killed with SIGKILL; a zombie counts
+    /// as gone), and the guard routes of this namespace when no lab here needs them any more.
     pub fn remove_stale() {
+        let _lock = guard::lock();
+        remove_stale_locked();
+        guard::release_locked();
+    }
+
+    fn remove_stale_locked() {
         for name in list() {
-            let Some(rest) = name.strip_prefix(PREFIX) else {
+            let Some(pid) = owner_pid(&name) else {
                 continue;
             };
-            let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
-                continue;
-            };
-            if !pid_alive(pid) {
+            if !kubeway_host::process::is_alive(pid) {
                 let _ = ip(&["-n", &name, "link", "del", NODE_LINK]);
                 let _ = ip(&["netns", "del", &name]);
+            }
+        }
+    }
+
+    pub mod guard {
+        //! The guard routes of namespace mode: while a lab runs, the network namespace the lab
+        //! runs in (the machine's root namespace, usually) gets `unreachable` routes for the
+        //! documentation ranges the lab uses, so a lab kubeconfig used outside the lab's host
+        //! namespace fails at once instead of sending packets out by the default route. They
+        //! carry kubeway's route marker ([`kubeway_host::ROUTE_PROTO`]), are added only where no
+        //! other route overlaps, are shared by the labs running in that namespace, and are removed
+        //! when the last of them stops or is found dead.
+
+        use std::net::Ipv4Addr;
+
+        use super::{NetnsError, PREFIX, ip, list, owner_pid};
+
+        /// The ranges guarded: the host–node link and ClusterIPs, and the pods.
+        pub const RANGES: [(Ipv4Addr, u8); 2] = [
+            (Ipv4Addr::new(198, 51, 100, 0), 24),
+            (Ipv4Addr::new(203, 0, 113, 0), 24),
+        ];
+
+        const LOCK: &str = "/run/kubeway-lab-guard.lock";
+
+        fn cidr((ip, len): (Ipv4Addr, u8)) -> String {
+            format!("{ip}/{len}")
+        }
+
+        /// Serialises guard changes between labs, in this process and others.
+        pub(crate) fn lock() -> Option<std::fs::File> {
+            let f = kubeway_host::files::open_lock(std::path::Path::new(LOCK), true)
+                .ok()
+                .flatten()?;
+            f.lock().ok()?;
+            Some(f)
+        }
+
+        fn contains(net: (Ipv4Addr, u8), ip: Ipv4Addr) -> bool {
+            let mask = u32::MAX.checked_shl(32 - u32::from(net.1)).unwrap_or(0);
+            u32::from(net.0) & mask == u32::from(ip) & mask
+        }
+
+        /// Whether route destination `dest` (`a.b.c.d/len`, `a.b.c.d` or `default`) overlaps `net`.
+        fn overlaps(dest: &str, net: (Ipv4Addr, u8)) -> bool {
+            let (addr, len) = match dest.split_once('/') {
+                Some((a, l)) => (a, l.parse::<u8>().unwrap_or(32)),
+                None => (dest, 32),
+            };
+            let Ok(addr) = addr.parse::<Ipv4Addr>() else {
+                return false; // `default` never overlaps: every more specific route overrides it.
+            };
+            if len == 0 {
+                return false;
+            }
+            contains(net, addr) || (len <= net.1 && contains((addr, len), net.0))
+        }
+
+        fn is_ours(line: &str) -> bool {
+            let proto = kubeway_host::ROUTE_PROTO.to_string();
+            line.split_whitespace().next() == Some("unreachable")
+                && line
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .windows(2)
+                    .any(|w| w[0] == "proto" && w[1] == proto)
+        }
+
+        fn destination(line: &str) -> Option<&str> {
+            let mut words = line.split_whitespace();
+            let first = words.next()?;
+            if matches!(
+                first,
+                "unicast"
+                    | "local"
+                    | "broadcast"
+                    | "unreachable"
+                    | "prohibit"
+                    | "blackhole"
+                    | "throw"
+            ) {
+                words.next()
+            } else {
+                Some(first)
+            }
+        }
+
+        /// Adds the guard routes here unless they are there; refuses when a route of someone
+        /// else overlaps them. Call with [`lock`] held.
+        pub(crate) fn ensure_locked() -> Result<(), NetnsError> {
+            let routes = ip(&["-4", "route", "show"])?;
+            let mut present = Vec::new();
+            for line in routes.lines() {
+                let Some(dest) = destination(line) else {
+                    continue;
+                };
+                for net in RANGES {
+                    if !overlaps(dest, net) {
+                        continue;
+                    }
+                    if is_ours(line) && dest == cidr(net) {
+                        present.push(net);
+                    } else {
+                        return Err(NetnsError::GuardOverlap {
+                            ranges: RANGES.map(cidr).join(" and "),
+                            route: line.trim().to_string(),
+                        });
+                    }
+                }
+            }
+            let proto = kubeway_host::ROUTE_PROTO.to_string();
+            for net in RANGES {
+                if !present.contains(&net) {
+                    ip(&["route", "add", "unreachable", &cidr(net), "proto", &proto])?;
+                }
+            }
+            Ok(())
+        }
+
+        fn netns_of(pid: &str) -> Option<(u64, u64)> {
+            use std::os::unix::fs::MetadataExt;
+            let m = std::fs::metadata(format!("/proc/{pid}/ns/net")).ok()?;
+            Some((m.dev(), m.ino()))
+        }
+
+        /// Whether a live lab runs in this network namespace.
+        fn labs_here() -> bool {
+            let here = netns_of("self");
+            list()
+                .iter()
+                .filter(|n| n.starts_with(PREFIX))
+                .filter_map(|n| owner_pid(n))
+                .filter(|pid| kubeway_host::process::is_alive(*pid))
+                .any(|pid| netns_of(&pid.to_string()) == here)
+        }
+
+        /// Removes the guard routes of this namespace if no live lab here still needs them. Call
+        /// with [`lock`] held.
+        pub(crate) fn release_locked() {
+            if labs_here() {
+                return;
+            }
+            let proto = kubeway_host::ROUTE_PROTO.to_string();
+            let routes = ip(&["-4", "route", "show", "proto", &proto]).unwrap_or_default();
+            for net in RANGES {
+                let ours = routes.lines().any(|l| {
+                    destination(l) == Some(cidr(net).as_str()) && l.starts_with("unreachable")
+                });
+                if ours {
+                    let _ = ip(&["route", "del", "unreachable", &cidr(net), "proto", &proto]);
+                }
+            }
+        }
+
+        /// Removes the guard routes if no live lab here still needs them.
+        pub fn release() {
+            let _lock = lock();
+            release_locked();
+        }
+
+        #[cfg(test)]
+        mod tests {
+            use super::*;
+
+            #[test]
+            fn overlap_is_containment_either_way_and_default_never_overlaps() {
+                let net = (Ipv4Addr::new(198, 51, 100, 0), 24);
+                assert!(overlaps("198.51.100.2", net));
+                assert!(overlaps("198.51.100.128/25", net));
+                assert!(overlaps("198.0.0.0/8", net));
+                assert!(!overlaps("198.51.101.0/24", net));
+                assert!(!overlaps("default", net));
+                assert!(!overlaps("0.0.0.0/0", net));
+                assert!(is_ours("unreachable 198.51.100.0/24 proto 77 "));
+                assert!(!is_ours("unreachable 198.51.100.0/24 proto static"));
+                assert!(!is_ours("198.51.100.0/24 via 10.0.0.1 dev eth0 proto 77"));
+                assert_eq!(
+                    destination("unreachable 203.0.113.0/24 proto 77"),
+                    Some("203.0.113.0/24")
+                );
             }
         }
     }
@@ -495,7 +693,8 @@ pub mod linux {
         if let Some(e) = unavailable() {
             return Err(e);
         }
-        remove_stale();
+        let lock = guard::lock();
+        remove_stale_locked();
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let stem = format!("{PREFIX}{}-{n}", std::process::id());
         let host = Netns::create(&format!("{stem}-host"))?;
@@ -508,7 +707,13 @@ pub mod linux {
             node_ips,
             torn_down: false.into(),
         };
-        // On error the boundary's drop removes what was made.
+        // The namespaces exist now, so this lab counts as running here for the guard.
+        if let Err(e) = guard::ensure_locked() {
+            drop(lock);
+            return Err(e);
+        }
+        drop(lock);
+        // On error the boundary's drop removes what was made (and the guard, if unused).
         configure(&boundary)?;
         Ok(boundary)
     }

@@ -380,7 +380,9 @@ where
 /// Carries one connection the way containerd's CRI `portForward` does: copy both ways; when
 /// the first direction ends, give the other at most a second, then close the pod connection
 /// and the data stream. The client's half-close is not passed on to the app (containerd never
-/// calls `CloseWrite`): the app sees the end only when the connection is closed. An app that
+/// calls `CloseWrite`): the app sees the end only when the connection is closed, a second
+/// after the client's. (One liberty: the app's own end reaches the client at once rather than
+/// when the runtime returns.) An app that
 /// closes (even one killed mid-transfer) ends the stream cleanly; a copy error (the app reset
 /// the connection, the client reset the stream) is written on the error stream, as the kubelet
 /// writes the runtime's error.
@@ -405,7 +407,12 @@ async fn forward_pair(
     let (mut cli_rd, mut cli_wr) = tokio::io::split(data);
     let failure = {
         let up = copy_plain(&mut cli_rd, &mut pod_wr);
-        let down = copy_plain(&mut pod_rd, &mut cli_wr);
+        // The app's end is passed on at once (containerd closes the stream only on return, up
+        // to a second later; the lab spares clients that wait, which changes no outcome).
+        let down = async {
+            copy_plain(&mut pod_rd, &mut cli_wr).await?;
+            cli_wr.shutdown().await
+        };
         tokio::pin!(up, down);
         let (first, other) = tokio::select! {
             r = &mut up => (r, tokio::time::timeout(OTHER_DIRECTION_GRACE, &mut down).await),

@@ -46,24 +46,28 @@ fn payload(seed: usize, len: usize) -> Vec<u8> {
         .collect()
 }
 
-/// Sends `data`, half-closes, reads the echo to EOF; returns the hash of what came back.
+/// Sends `data` and reads its echo back (exactly as many bytes: no half-close, which a container
+/// runtime's port-forward does not pass on); returns the hash of what came back.
 async fn echo_once(addr: SocketAddr, data: Vec<u8>) -> std::io::Result<[u8; 32]> {
     let s = TcpStream::connect(addr).await?;
     let (mut rd, mut wr) = s.into_split();
-    let writer = tokio::spawn(async move {
-        wr.write_all(&data).await?;
-        wr.shutdown().await
-    });
+    let len = data.len();
+    let writer = tokio::spawn(async move { wr.write_all(&data).await.map(|()| wr) });
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = rd.read(&mut buf).await?;
+    let mut got = 0;
+    while got < len {
+        let n = rd.read(&mut buf[..(len - got).min(64 * 1024)]).await?;
         if n == 0 {
-            break;
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("EOF after {got} of {len} bytes"),
+            ));
         }
         h.update(&buf[..n]);
+        got += n;
     }
-    writer.await.map_err(std::io::Error::other)??;
+    drop(writer.await.map_err(std::io::Error::other)??);
     Ok(h.finalize().into())
 }
 

@@ -1,9 +1,16 @@
 //! kubeway's host side: accept loops that hand each local connection to a connector,
 //! byte-exact bidirectional copies that carry half-close, reachability probes, and host
 //! addresses for Services ([`loopback`]), and kernel routes for `tunnel --route` ([`route`]).
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 mod carry;
+// User-given ports and addresses are computed with here: no arithmetic that can overflow.
+#[cfg_attr(not(test), deny(clippy::arithmetic_side_effects))]
 pub mod loopback;
+#[cfg_attr(not(test), deny(clippy::arithmetic_side_effects))]
 pub mod route;
 
 pub use carry::{Carried, CarryOptions, Ending, carry, reset};

@@ -32,10 +32,14 @@ fn fnv1a(s: &str) -> u64 {
 /// address of [`SERVICE_NET`] once (host parts .0 and .255 are skipped).
 pub fn candidates(key: &str) -> impl Iterator<Item = Ipv4Addr> {
     const USABLE: u32 = 256 * 254;
-    let start = (fnv1a(key) % u64::from(USABLE)) as u32;
+    let start = u32::try_from(fnv1a(key).checked_rem(u64::from(USABLE)).unwrap_or(0)).unwrap_or(0);
     (0..USABLE).map(move |i| {
-        let n = (start + i) % USABLE;
-        let (hi, lo) = (n / 254, n % 254 + 1);
+        // start and i are below USABLE, so neither the sum nor the divisions can go wrong.
+        let n = start.wrapping_add(i).checked_rem(USABLE).unwrap_or(0);
+        let (hi, lo) = (
+            n.checked_div(254).unwrap_or(0),
+            n.checked_rem(254).unwrap_or(0).saturating_add(1),
+        );
         Ipv4Addr::new(
             SERVICE_NET[0],
             SERVICE_NET[1],
@@ -62,7 +66,7 @@ pub const FIRST_UNPRIVILEGED: u16 = 1024;
 /// (80 → 8080, 443 → 8443), as people do by hand.
 pub fn unprivileged_alternative(port: u16) -> u16 {
     if port < FIRST_UNPRIVILEGED {
-        port + 8000
+        port.saturating_add(8000)
     } else {
         port
     }

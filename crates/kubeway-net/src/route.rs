@@ -1,6 +1,11 @@
 //! Kernel routes for `kubeway tunnel --route` (Linux): find the routes a new one would collide
 //! with, add a route to a Service range via a node, and remove exactly that route again — through
 //! iproute2's `ip`, the tool a user would run by hand to check what kubeway did.
+//!
+//! Every route kubeway adds carries its marker (`proto 77`, [`kubeway_host::ROUTE_PROTO`]), and
+//! only a route with that marker, that destination and that gateway is ever removed. Ranges are
+//! checked before anything is added or removed ([`check_service_route`]): only what a Service
+//! range can be, never a default route, loopback, multicast or the like.
 
 use std::net::Ipv4Addr;
 use std::process::Command;
@@ -32,6 +37,24 @@ pub enum RouteError {
         existing: String,
         /// Its destination.
         existing_dest: String,
+    },
+    /// Not a range kubeway routes.
+    #[error("{net} is not a Service range kubeway routes: {why}")]
+    NotAServiceRange {
+        /// The range.
+        net: Ipv4Net,
+        /// Why not.
+        why: &'static str,
+    },
+    /// Not a gateway kubeway routes through.
+    #[error("{via} is not a node address kubeway routes {net} through: {why}")]
+    NotAGateway {
+        /// The range.
+        net: Ipv4Net,
+        /// The gateway.
+        via: Ipv4Addr,
+        /// Why not.
+        why: &'static str,
     },
     /// `ip` failed otherwise.
     #[error("`ip {args}` failed: {stderr}")]
@@ -77,6 +100,8 @@ pub struct RouteLine {
     pub dest: Ipv4Net,
     /// Gateway, if any.
     pub via: Option<Ipv4Addr>,
+    /// The `proto` word, as printed (`kernel`, `static`, `77` …).
+    pub proto: Option<String>,
     /// The line as printed.
     pub line: String,
 }
@@ -102,15 +127,19 @@ pub fn parse_routes(text: &str) -> Vec<RouteLine> {
                 d => Ipv4Net::new(d.parse().ok()?, 32).ok()?,
             };
             let mut via = None;
+            let mut proto = None;
             let all: Vec<&str> = line.split_whitespace().collect();
             for w in all.windows(2) {
-                if w[0] == "via" {
-                    via = w[1].parse().ok();
+                match w {
+                    ["via", v] => via = v.parse().ok(),
+                    ["proto", p] => proto = Some((*p).to_string()),
+                    _ => {}
                 }
             }
             Some(RouteLine {
                 dest,
                 via,
+                proto,
                 line: line.trim().to_string(),
             })
         })
@@ -130,15 +159,70 @@ pub fn overlapping(net: Ipv4Net) -> Result<Vec<RouteLine>, RouteError> {
         .collect())
 }
 
-/// Whether the route `net via gateway` is in the main table.
+fn marker() -> String {
+    kubeway_host::ROUTE_PROTO.to_string()
+}
+
+impl RouteLine {
+    /// Whether the route carries kubeway's marker (`proto 77`).
+    pub fn is_marked(&self) -> bool {
+        self.proto.as_deref() == Some(marker().as_str())
+    }
+}
+
+/// Checks that `net via via` is a route kubeway could add for a Service range: a unicast range
+/// of at most 2^20 addresses (kube-apiserver's limit for an IPv4 Service range) outside loopback,
+/// link-local, multicast and the reserved blocks, through a unicast gateway outside the range.
+/// A journal naming anything else was not written by kubeway and is refused.
+pub fn check_service_route(net: Ipv4Net, via: Ipv4Addr) -> Result<(), RouteError> {
+    check_service_range(net)?;
+    let refuse = |why| Err(RouteError::NotAGateway { net, via, why });
+    if via.is_loopback()
+        || via.is_multicast()
+        || via.is_broadcast()
+        || via.is_unspecified()
+        || via.is_link_local()
+    {
+        return refuse("not a unicast address");
+    }
+    if net.contains(&via) {
+        return refuse("it is inside the range it would route");
+    }
+    Ok(())
+}
+
+/// Checks that `net` is what a Service range can be: unicast, at most 2^20 addresses (a /12 or
+/// longer prefix, kube-apiserver's limit for IPv4), outside loopback, link-local, multicast and
+/// the reserved blocks.
+pub fn check_service_range(net: Ipv4Net) -> Result<(), RouteError> {
+    let refuse = |why| Err(RouteError::NotAServiceRange { net, why });
+    let first = net.network();
+    if net.prefix_len() < 12 {
+        return refuse("a Service range holds at most 2^20 addresses (a /12 or longer prefix)");
+    }
+    if first.is_loopback()
+        || first.is_link_local()
+        || first.is_multicast()
+        || first.is_broadcast()
+        || first.is_unspecified()
+        || first.octets()[0] == 0
+        || first.octets()[0] >= 240
+    {
+        return refuse("it is not a range unicast traffic is routed to");
+    }
+    Ok(())
+}
+
+/// Whether the route `net via gateway` with kubeway's marker is in the main table.
 pub fn exists(net: Ipv4Net, via: Ipv4Addr) -> Result<bool, RouteError> {
     Ok(overlapping(net)?
         .iter()
-        .any(|r| r.dest == net && r.via == Some(via)))
+        .any(|r| r.dest == net && r.via == Some(via) && r.is_marked()))
 }
 
-/// Adds `net via gateway`, refusing when any route overlaps it.
+/// Adds `net via gateway` with kubeway's marker, refusing when any route overlaps it.
 pub fn add(net: Ipv4Net, via: Ipv4Addr) -> Result<(), RouteError> {
+    check_service_route(net, via)?;
     if let Some(r) = overlapping(net)?.into_iter().next() {
         return Err(RouteError::Conflict {
             net,
@@ -146,15 +230,36 @@ pub fn add(net: Ipv4Net, via: Ipv4Addr) -> Result<(), RouteError> {
             existing: r.line,
         });
     }
-    ip(&["route", "add", &net.to_string(), "via", &via.to_string()]).map(|_| ())
+    ip(&[
+        "route",
+        "add",
+        &net.to_string(),
+        "via",
+        &via.to_string(),
+        "proto",
+        &marker(),
+    ])
+    .map(|_| ())
 }
 
-/// Removes `net via gateway` if it is there (and only that route). True if one was removed.
+/// Removes `net via gateway` if it is there with kubeway's marker (and only that route: the
+/// kernel matches destination, gateway and marker). True if one was removed. A route to the same
+/// range without the marker is someone else's and stays.
 pub fn remove(net: Ipv4Net, via: Ipv4Addr) -> Result<bool, RouteError> {
+    check_service_route(net, via)?;
     if !exists(net, via)? {
         return Ok(false);
     }
-    ip(&["route", "del", &net.to_string(), "via", &via.to_string()]).map(|_| true)
+    ip(&[
+        "route",
+        "del",
+        &net.to_string(),
+        "via",
+        &via.to_string(),
+        "proto",
+        &marker(),
+    ])
+    .map(|_| true)
 }
 
 /// Whether the kernel has a route to `addr` (`ip route get`): None when it would answer
@@ -188,6 +293,35 @@ mod tests {
         assert_eq!(r[2].via, None);
         assert_eq!(r[3].dest, "198.18.0.0/15".parse::<Ipv4Net>().unwrap());
         assert_eq!(r[4].dest, "172.17.0.1/32".parse::<Ipv4Net>().unwrap());
+        assert_eq!(r[0].proto.as_deref(), Some("dhcp"));
+        assert!(!r[1].is_marked());
+        let ours = parse_routes("10.96.0.0/12 via 192.168.49.2 dev br-1 proto 77 \n");
+        assert!(ours[0].is_marked());
+    }
+
+    #[test]
+    fn only_service_ranges_pass_as_routes_kubeway_adds() {
+        let n = |s: &str| s.parse::<Ipv4Net>().unwrap();
+        let node = Ipv4Addr::new(192, 168, 49, 2);
+        assert!(check_service_route(n("10.96.0.0/12"), node).is_ok());
+        assert!(
+            check_service_route(n("198.51.100.128/25"), Ipv4Addr::new(198, 51, 100, 2)).is_ok()
+        );
+        for (net, via) in [
+            ("0.0.0.0/0", node),
+            ("10.0.0.0/8", node),
+            ("127.0.0.0/16", node),
+            ("224.0.0.0/16", node),
+            ("169.254.0.0/16", node),
+            ("255.255.255.255/32", node),
+            ("10.96.0.0/12", Ipv4Addr::new(10, 96, 0, 1)),
+            ("10.96.0.0/12", Ipv4Addr::LOCALHOST),
+        ] {
+            assert!(
+                check_service_route(n(net), via).is_err(),
+                "{net} via {via} must be refused"
+            );
+        }
     }
 
     #[test]

@@ -128,8 +128,9 @@ pub struct ForwardArgs {
     /// Local addresses to listen on, comma-separated; `localhost` means 127.0.0.1 and ::1.
     #[arg(long, default_value = "localhost")]
     pub address: String,
-    /// For a pod target: how long to wait for it to run.
-    #[arg(long, default_value = "1m", value_parser = parse_duration)]
+    /// For a pod target: how long to wait for it to run (Go/kubectl forms: 90s, 1m30s; at most
+    /// 24h).
+    #[arg(long, default_value = "1m", value_parser = parse_wait)]
     pub pod_running_timeout: std::time::Duration,
     /// Port-forward transport: auto (SPDY in WebSocket, then legacy SPDY, then v4), ws-spdy,
     /// spdy, v4. v4 (v4.channel.k8s.io) opens one WebSocket per connection and cannot pass a
@@ -139,7 +140,7 @@ pub struct ForwardArgs {
     pub transport: String,
     /// With v4 only: how long the pod may stay silent after your client's half-close before
     /// the connection is ended (with a reset, and reported).
-    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, default_value = "30s", value_parser = parse_wait)]
     pub half_close_timeout: std::time::Duration,
 }
 
@@ -183,7 +184,7 @@ pub struct ExplainArgs {
     #[arg(long, value_name = "PATH")]
     pub svg: Option<PathBuf>,
     /// How long each live probe may take.
-    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    #[arg(long, default_value = "1s", value_parser = parse_probe_timeout)]
     pub probe_timeout: std::time::Duration,
 }
 
@@ -205,7 +206,7 @@ pub struct OpenArgs {
     #[arg(long)]
     pub no_browser: bool,
     /// How long each reachability probe may take.
-    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    #[arg(long, default_value = "1s", value_parser = parse_probe_timeout)]
     pub probe_timeout: std::time::Duration,
 }
 
@@ -221,7 +222,7 @@ pub struct TunnelArgs {
     #[arg(long)]
     pub cleanup: bool,
     /// How long each NodePort reachability probe may take.
-    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    #[arg(long, default_value = "1s", value_parser = parse_probe_timeout)]
     pub probe_timeout: std::time::Duration,
     /// Linux, root: route the cluster's whole Service range to a node the host reaches (one
     /// kernel route, as `minikube tunnel` does) instead of listening on host addresses; each
@@ -234,32 +235,70 @@ pub struct TunnelArgs {
     /// Kubernetes 1.33+), e.g. 10.96.0.0/12.
     #[arg(long, value_name = "CIDR", requires = "route")]
     pub service_cidr: Option<kubeway_net::route::Ipv4Net>,
+    /// Where the tunnel keeps its lock and journal (default: $KUBEWAY_STATE_DIR, else
+    /// $XDG_STATE_HOME/kubeway, else ~/.local/state/kubeway). Root may name another user's
+    /// directory with --cleanup to undo what that user's crashed tunnel left.
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
 }
 
 /// `kubeway env`.
 #[derive(Debug, Args)]
 pub struct EnvArgs {
     /// How long each reachability probe may take.
-    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    #[arg(long, default_value = "1s", value_parser = parse_probe_timeout)]
     pub probe_timeout: std::time::Duration,
 }
 
-/// Parses `500ms`, `2s`, `1m`.
-pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    let (num, unit) = s
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .map(|i| s.split_at(i))
-        .unwrap_or((s, "s"));
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration; write e.g. 500ms, 2s or 1m"))?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" => n * 60.0,
-        _ => return Err(format!("unknown unit {unit:?} in {s:?}; use ms, s or m")),
+/// The longest probe timeout accepted: a probe that needs longer has failed.
+pub const MAX_PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+/// The longest wait accepted (`--pod-running-timeout`).
+pub const MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// Parses a duration as kubectl writes them (`500ms`, `2s`, `1m30s`, `1h`; humantime's forms)
+/// or a bare number of seconds, within `(0, max]`.
+pub fn parse_duration_within(
+    s: &str,
+    max: std::time::Duration,
+) -> Result<std::time::Duration, String> {
+    let q = kubeway_core::quote::quote(s);
+    let d = if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        s.parse::<u64>()
+            .ok()
+            .filter(|n| *n <= max.as_secs())
+            .map(std::time::Duration::from_secs)
+            .ok_or_else(|| {
+                format!(
+                    "{q} seconds is longer than the limit of {}",
+                    humantime::format_duration(max)
+                )
+            })?
+    } else {
+        humantime::parse_duration(s)
+            .map_err(|e| format!("{q} is not a duration ({e}): write e.g. 500ms, 2s, 1m30s"))?
     };
-    Ok(std::time::Duration::from_secs_f64(secs))
+    if d.is_zero() {
+        return Err(format!(
+            "{q} is no time at all: give a duration above zero, e.g. 1s"
+        ));
+    }
+    if d > max {
+        return Err(format!(
+            "{q} is longer than the limit of {}",
+            humantime::format_duration(max)
+        ));
+    }
+    Ok(d)
+}
+
+/// A probe timeout: at most [`MAX_PROBE_TIMEOUT`].
+pub fn parse_probe_timeout(s: &str) -> Result<std::time::Duration, String> {
+    parse_duration_within(s, MAX_PROBE_TIMEOUT)
+}
+
+/// A wait: at most [`MAX_WAIT`].
+pub fn parse_wait(s: &str) -> Result<std::time::Duration, String> {
+    parse_duration_within(s, MAX_WAIT)
 }
 
 /// `kubeway lab …`.
@@ -347,8 +386,9 @@ fn parse_topology(s: &str) -> Result<kubeway_lab::Topology, String> {
 pub struct LabUpArgs {
     #[command(flatten)]
     pub lab: LabOptions,
-    /// Where to write the kubeconfig (default: $XDG_STATE_HOME/kubeway/lab/kubeconfig, or
-    /// ~/.local/state/kubeway/lab/kubeconfig). Removed when the lab stops.
+    /// Where to write the kubeconfig, a new file (`--kubeconfig PATH` says the same). Default:
+    /// one of its own per lab in the state directory (…/kubeway/lab/lab-PID.kubeconfig, or named
+    /// after the host namespace in namespace mode). Removed when the lab stops.
     #[arg(long, value_name = "PATH")]
     pub kubeconfig_out: Option<PathBuf>,
     /// Deploy the sample app: `web` (HTTP, 2 replicas, NodePort), `echo` (TCP) and `web-lb`
@@ -380,6 +420,19 @@ pub struct DemoArgs {
 
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> Result<()> {
+    validate(&cli)?;
+    if let Command::Forward(a) = &cli.command
+        && let Some(w) = crate::exposure::warning(
+            &crate::forward::addresses(&a.address)?,
+            &format!(
+                "{} port(s) {}",
+                kubeway_core::quote::cut(&a.target),
+                kubeway_core::quote::cut(&a.ports.join(" "))
+            ),
+        )
+    {
+        eprintln!("warning: {w}");
+    }
     match &cli.command {
         Command::Env(args) => return crate::env::run(&cli, args.probe_timeout).await,
         Command::Forward(args) => return crate::forward::run(&cli, args).await,
@@ -401,9 +454,96 @@ pub async fn run(cli: Cli) -> Result<()> {
         | Command::Explain(_)
         | Command::Open(_)
         | Command::Tunnel(_) => Ok(()),
-        Command::Lab(LabCommand::Up(args)) => crate::lab::up(args, cli.output).await,
+        Command::Lab(LabCommand::Up(args)) => {
+            crate::lab::up(args, cli.kubeconfig, cli.output).await
+        }
         Command::Demo(args) => crate::demo::run(args, cli.output).await,
     }
+}
+
+/// Checks what can be checked before anything is started or dialed: each command's targets,
+/// ports, addresses and flag combinations. Errors quote user input cut to a readable length.
+pub fn validate(cli: &Cli) -> Result<()> {
+    use anyhow::{Context, bail};
+    use kubeway_core::quote::quote;
+    use kubeway_core::target::{PortSpec, Target, TargetKind};
+    match &cli.command {
+        Command::Forward(a) => {
+            Target::parse_without_port(&a.target, TargetKind::Pod).context("reading the target")?;
+            if a.ports.is_empty() {
+                bail!(
+                    "name at least one port: `kubeway forward {} 8080:80` (LOCAL:REMOTE), `:80` for a free local port",
+                    kubeway_core::quote::cut(&a.target)
+                );
+            }
+            for p in &a.ports {
+                p.parse::<PortSpec>().context("reading a port")?;
+            }
+            a.transport
+                .parse::<kubeway_kube::Transport>()
+                .map_err(|e| anyhow::anyhow!("--transport {}: {e}", quote(&a.transport)))?;
+            crate::forward::addresses(&a.address)?;
+        }
+        Command::Explain(a) => {
+            Target::parse(&a.target, TargetKind::Service).context("reading the target")?;
+        }
+        Command::Open(a) => {
+            if let Some(name) = &a.service {
+                Target::parse(name, TargetKind::Service).context("reading the service")?;
+            }
+            let scheme_ok = a.scheme.len() <= 32
+                && a.scheme.starts_with(|c: char| c.is_ascii_lowercase())
+                && a.scheme.chars().all(|c| {
+                    c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '+' | '-' | '.')
+                });
+            if !scheme_ok {
+                bail!(
+                    "--scheme {} is not a URL scheme: write e.g. http or https",
+                    quote(&a.scheme)
+                );
+            }
+        }
+        Command::Tunnel(a) => {
+            if a.all_namespaces && cli.namespace.is_some() {
+                bail!("-n/--namespace and -A/--all-namespaces exclude each other: pick one");
+            }
+            if let Some(net) = a.service_cidr {
+                kubeway_net::route::check_service_range(net).context("--service-cidr")?;
+            }
+        }
+        Command::Env(_) => {}
+        Command::Lab(LabCommand::Up(a)) => {
+            if let (Some(k), Some(o)) = (&cli.kubeconfig, &a.kubeconfig_out)
+                && k != o
+            {
+                bail!(
+                    "--kubeconfig {} and --kubeconfig-out {} name different files: `lab up` writes one kubeconfig; give one of them",
+                    quote(&k.display().to_string()),
+                    quote(&o.display().to_string())
+                );
+            }
+            check_lab_options(&a.lab)?;
+        }
+        Command::Demo(a) => {
+            if cli.kubeconfig.is_some() {
+                bail!(
+                    "the demo writes a kubeconfig of its own into a private temporary folder and prints it; \
+                     --kubeconfig does not apply (to choose where a lab's kubeconfig goes, run `kubeway lab up --kubeconfig PATH`)"
+                );
+            }
+            check_lab_options(&a.lab)?;
+        }
+    }
+    Ok(())
+}
+
+fn check_lab_options(o: &LabOptions) -> Result<()> {
+    if o.netns.is_some() && o.node_reachable.is_some() {
+        anyhow::bail!(
+            "--node-reachable does not apply with --netns: the topology decides (`reachable` or `published`)"
+        );
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -432,11 +572,31 @@ mod tests {
         };
         assert!(!up.sample);
         assert!(Cli::try_parse_from(["kubeway", "lab", "up", "--persona", "moon"]).is_err());
-        assert_eq!(
-            parse_duration("250ms"),
-            Ok(std::time::Duration::from_millis(250))
-        );
-        assert_eq!(parse_duration("2"), Ok(std::time::Duration::from_secs(2)));
-        assert!(parse_duration("2h").is_err());
+    }
+
+    #[test]
+    fn durations_take_kubectl_forms_and_have_bounds() {
+        use std::time::Duration;
+        assert_eq!(parse_probe_timeout("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_probe_timeout("2"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_wait("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_wait("1h0m0s"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_wait("2h"), Ok(Duration::from_secs(7200)));
+        assert!(parse_probe_timeout("2h").is_err(), "above the probe limit");
+        assert!(parse_probe_timeout("0s").is_err());
+        for hostile in [
+            "99999999999999999999s",
+            "99999999999999999999",
+            "18446744073709551615s",
+            "1e308s",
+            "-1s",
+            "",
+            "NaNs",
+        ] {
+            let e = parse_probe_timeout(hostile).expect_err(hostile);
+            assert!(e.len() < 400, "{e}");
+        }
+        let e = parse_wait(&"9".repeat(100_000)).expect_err("huge");
+        assert!(e.len() < 400, "{}", e.len());
     }
 }

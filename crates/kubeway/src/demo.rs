@@ -15,7 +15,7 @@ use kubeway_kube::{ConnectOptions, connect};
 use serde_json::json;
 
 use crate::cli::{DemoArgs, Output};
-use crate::lab::{describe, remove_written, shutdown_signal, start};
+use crate::lab::{describe, shutdown_signal, start};
 
 /// `GET /` on `addr`: the status and the page.
 pub(crate) async fn fetch(addr: std::net::SocketAddr) -> Result<(u16, String)> {
@@ -50,19 +50,25 @@ pub async fn run(args: DemoArgs, output: Output) -> Result<()> {
         return crate::tutorial::run(args, output).await;
     }
     if args.lab.netns.is_some() {
-        anyhow::bail!(
+        bail!(
             "the demo runs in loopback mode; for namespace mode start `sudo kubeway lab up --netns reachable` and run kubeway in the host namespace it names"
         );
     }
     let text = output == Output::Text;
     let stop = shutdown_signal();
-    let dir = std::env::temp_dir().join(format!("kubeway-demo-{}", std::process::id()));
-    let kubeconfig = dir.join("kubeconfig");
+    // A private folder (0700, random name) for the kubeconfig and the picture; removed with
+    // everything in it when the demo ends.
+    let dir = tempfile::Builder::new()
+        .prefix("kubeway-demo-")
+        .tempdir()
+        .context("making a private temporary folder for the demo's kubeconfig")?;
+    let kubeconfig = dir.path().join("kubeconfig");
     let lab = start(&args.lab, true).await?;
     let result = demo(&lab, &args, &kubeconfig, text, stop).await;
     lab.shutdown().await;
-    remove_written(&kubeconfig);
-    let _ = std::fs::remove_dir(&dir);
+    if let Err(e) = dir.close() {
+        eprintln!("warning: could not remove the demo's temporary folder: {e}");
+    }
     result
 }
 
@@ -121,7 +127,8 @@ async fn demo(
             "{}",
             kubeway_core::render::text(&path, std::io::stdout().is_terminal())
         );
-        if std::fs::write(&svg, kubeway_core::render::svg(&path)).is_ok() {
+        if kubeway_host::files::write_new(&svg, kubeway_core::render::svg(&path).as_bytes()).is_ok()
+        {
             println!(
                 "  (the same path as a picture, while the demo runs: {})",
                 svg.display()

@@ -93,11 +93,9 @@ pub async fn report(opts: &ConnectOptions, timeout: Duration) -> Result<EnvRepor
         .as_ref()
         .map(|c| c.server.clone())
         .unwrap_or_else(|| snapshot.kubeconfig.server.clone());
-    let tunnel = crate::tunnel::state::peek(
-        &crate::tunnel::state::state_dir(),
-        &server,
-        &snapshot.kubeconfig.context,
-    );
+    let tunnel = kubeway_host::state::state_dir()
+        .ok()
+        .and_then(|dir| crate::tunnel::state::peek(&dir, &server, &snapshot.kubeconfig.context));
     Ok(EnvReport {
         context: snapshot.kubeconfig.context.clone(),
         server,

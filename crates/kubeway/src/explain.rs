@@ -97,8 +97,9 @@ pub async fn run(cli: &Cli, args: &ExplainArgs) -> Result<bool> {
     };
     let r = report(&opts, args).await?;
     if let Some(path) = &args.svg {
-        std::fs::write(path, render::svg(&r))
-            .with_context(|| format!("writing the SVG to {}", path.display()))?;
+        // A new file (0600) in the same folder, renamed into place: a link at `path` is
+        // replaced, never followed.
+        kubeway_host::files::replace(path, render::svg(&r).as_bytes()).context("--svg")?;
     }
     match cli.output {
         Output::Json => println!("{}", render::json(&r)?),

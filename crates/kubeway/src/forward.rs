@@ -229,7 +229,7 @@ pub fn bytes(n: u64) -> String {
     }
 }
 
-fn addresses(spec: &str) -> Result<Vec<IpAddr>> {
+pub(crate) fn addresses(spec: &str) -> Result<Vec<IpAddr>> {
     let mut out = Vec::new();
     for a in spec.split(',').map(str::trim).filter(|a| !a.is_empty()) {
         if a == "localhost" {

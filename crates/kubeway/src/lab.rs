@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use kubeway_host::files::FileId;
 use kubeway_lab::{Lab, LabSpec};
 use serde_json::json;
 
@@ -16,11 +17,6 @@ pub async fn start(opts: &LabOptions, sample: bool) -> Result<Lab> {
         spec = spec.reachable(r);
     }
     if let Some(t) = opts.netns {
-        if opts.node_reachable.is_some() {
-            anyhow::bail!(
-                "--node-reachable does not apply with --netns: the topology decides (`reachable` or `published`)"
-            );
-        }
         spec = spec.netns(t);
     }
     spec.api_port = opts.api_port;
@@ -67,20 +63,42 @@ pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     }
 }
 
-fn default_kubeconfig_path() -> PathBuf {
-    let state = std::env::var_os("XDG_STATE_HOME")
-        .map(PathBuf::from)
-        .filter(|p| p.is_absolute())
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
-        .unwrap_or_else(std::env::temp_dir);
-    state.join("kubeway/lab/kubeconfig")
+/// The folder of lab kubeconfigs in the state directory (made 0700, checked to be the user's).
+fn lab_dir() -> Result<PathBuf> {
+    let state = kubeway_host::state::state_dir()?;
+    kubeway_host::files::ensure_own_dir(&state).context("the state directory")?;
+    let dir = state.join("lab");
+    kubeway_host::files::ensure_own_dir(&dir).context("the lab's kubeconfig directory")?;
+    Ok(dir)
 }
 
-/// Removes a file we wrote, saying so if that fails.
-pub fn remove_written(path: &Path) {
-    if let Err(e) = std::fs::remove_file(path)
-        && e.kind() != std::io::ErrorKind::NotFound
-    {
+/// The pid in a default lab kubeconfig's name: `lab-PID.kubeconfig`, `kwlab-PID-N-host.kubeconfig`.
+fn kubeconfig_owner(name: &str) -> Option<u32> {
+    let stem = name.strip_suffix(".kubeconfig")?;
+    let rest = stem
+        .strip_prefix("lab-")
+        .or_else(|| stem.strip_prefix("kwlab-"))?;
+    rest.split('-').next()?.parse().ok()
+}
+
+/// Removes default kubeconfigs of labs whose process is gone (killed with SIGKILL).
+fn remove_stale_kubeconfigs(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if let Some(pid) = kubeconfig_owner(&name)
+            && !kubeway_host::process::is_alive(pid)
+        {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
+/// Removes the kubeconfig a lab wrote, if it is still that file, saying so if that fails.
+pub fn remove_written(path: &Path, id: FileId) {
+    if let Err(e) = kubeway_host::files::remove_if_same(path, id) {
         eprintln!("warning: could not remove {}: {e}", path.display());
     }
 }
@@ -103,7 +121,8 @@ pub fn describe(lab: &Lab) -> String {
     let ns = match (lab.host_netns(), lab.topology()) {
         (Some(host), Some(t)) => format!(
             "; namespace mode ({}): run kubeway and kubectl behind the boundary with `sudo ip netns exec {host} …` \
-             (use the kubeconfig only there: elsewhere its addresses would go out by your default route)",
+             (the kubeconfig names that namespace, and kubeway refuses it anywhere else; this namespace routes the lab's \
+             documentation ranges nowhere while the lab runs)",
             match t {
                 kubeway_lab::Topology::Reachable => "reachable: a veth to the node",
                 kubeway_lab::Topology::Published =>
@@ -119,18 +138,45 @@ pub fn describe(lab: &Lab) -> String {
     )
 }
 
-/// Runs `kubeway lab up`.
-pub async fn up(args: LabUpArgs, output: Output) -> Result<()> {
-    let path = args
-        .kubeconfig_out
-        .clone()
-        .unwrap_or_else(default_kubeconfig_path);
+/// Where `lab up` writes its kubeconfig.
+enum Destination {
+    /// The file the user named.
+    Chosen(PathBuf),
+    /// A file of this lab's own in this folder.
+    Default(PathBuf),
+}
+
+/// Runs `kubeway lab up`; `kubeconfig` is the global `--kubeconfig`, which names where to write.
+pub async fn up(args: LabUpArgs, kubeconfig: Option<PathBuf>, output: Output) -> Result<()> {
+    let chosen = kubeconfig.or_else(|| args.kubeconfig_out.clone());
+    // Where the default goes is settled before the lab starts: no state directory, no lab.
+    let dest = match chosen {
+        Some(p) => Destination::Chosen(p),
+        None => {
+            let d = lab_dir()?;
+            remove_stale_kubeconfigs(&d);
+            Destination::Default(d)
+        }
+    };
     let stop = shutdown_signal();
     let lab = start(&args.lab, args.sample).await?;
-    if let Err(e) = lab.write_kubeconfig(&path) {
-        lab.shutdown().await;
-        return Err(e).context("the lab stopped because its kubeconfig could not be written; pass --kubeconfig-out PATH");
-    }
+    let path = match dest {
+        Destination::Chosen(p) => p,
+        Destination::Default(d) => d.join(match lab.host_netns() {
+            // Namespace mode: the file names the namespace it is for.
+            Some(ns) => format!("{ns}.kubeconfig"),
+            None => format!("lab-{}.kubeconfig", std::process::id()),
+        }),
+    };
+    let written = match lab.write_kubeconfig(&path) {
+        Ok(id) => id,
+        Err(e) => {
+            lab.shutdown().await;
+            return Err(e).context(
+                "the lab stopped because its kubeconfig could not be written (choose another file with --kubeconfig PATH)",
+            );
+        }
+    };
     match output {
         Output::Json => println!(
             "{}",
@@ -165,11 +211,24 @@ pub async fn up(args: LabUpArgs, output: Output) -> Result<()> {
         );
     }
     lab.shutdown().await;
-    remove_written(&path);
+    remove_written(&path, written);
     if output == Output::Json {
         println!("{}", json!({"event": "stopped"}));
     } else {
         eprintln!("kubeway lab stopped; removed {}", path.display());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_kubeconfigs_name_their_lab_process() {
+        assert_eq!(kubeconfig_owner("lab-4242.kubeconfig"), Some(4242));
+        assert_eq!(kubeconfig_owner("kwlab-4242-0-host.kubeconfig"), Some(4242));
+        assert_eq!(kubeconfig_owner("kubeconfig"), None);
+        assert_eq!(kubeconfig_owner("lab-x.kubeconfig"), None);
+    }
 }

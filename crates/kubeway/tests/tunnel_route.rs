@@ -99,8 +99,8 @@ async fn route_lives_with_the_tunnel_and_goes_after_exit_and_after_a_crash() {
     eprintln!("EXTERNAL-IP = ClusterIP after {took:?}");
     let routes = host_routes(&env).await;
     assert!(
-        routes.contains(&format!("{RANGE} via 198.51.100.2")),
-        "{routes}"
+        routes.contains(&format!("{RANGE} via 198.51.100.2")) && routes.contains("proto 77"),
+        "the route carries kubeway's marker: {routes}"
     );
     let (ip, _) = web_lb(&env);
     assert!(
@@ -163,6 +163,60 @@ async fn route_lives_with_the_tunnel_and_goes_after_exit_and_after_a_crash() {
     );
     assert!(web_lb(&env).1.is_null(), "ingress gone after cleanup");
     assert!(state_files(state.path()).is_empty(), "no journal left");
+
+    // Only a route with kubeway's marker is removed: after a crash, someone replaces the route
+    // with the same one of their own (no marker); --cleanup leaves it.
+    let mut tunnel = kubeway(&env, state.path(), &["tunnel", "--route"])
+        .spawn()
+        .expect("tunnel");
+    wait_ingress(&env, &mut tunnel).await;
+    tunnel.kill().await.expect("kill -9");
+    let host = env.lab.host_netns().expect("host").to_string();
+    for args in [
+        &["-n", host.as_str(), "route", "del", RANGE][..],
+        &[
+            "-n",
+            host.as_str(),
+            "route",
+            "add",
+            RANGE,
+            "via",
+            "198.51.100.2",
+        ],
+    ] {
+        let out = Command::new("ip").args(args).output().await.expect("ip");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = kubeway(&env, state.path(), &["tunnel", "--cleanup", "-o", "json"])
+        .output()
+        .await
+        .expect("cleanup");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        said.contains(r#""result":"already_gone""#),
+        "the unmarked route is not kubeway's: {said}"
+    );
+    let routes = host_routes(&env).await;
+    assert!(
+        routes.contains(&format!("{RANGE} via 198.51.100.2")) && !routes.contains("proto 77"),
+        "someone else's route stays: {routes}"
+    );
+    assert!(web_lb(&env).1.is_null(), "the ingress was still undone");
+    let out = Command::new("ip")
+        .args(["-n", &host, "route", "del", RANGE])
+        .output()
+        .await
+        .expect("ip");
+    assert!(out.status.success());
 
     shutdown_netns(env, &root).await;
 }

@@ -147,6 +147,36 @@ pub struct Fallback {
 /// Events from connection handling, for the tunnel's report: text and JSON.
 pub type Notes = tokio::sync::mpsc::UnboundedSender<(String, serde_json::Value)>;
 
+/// The engine's events a tunnel shows: every connection that failed or was cut (endpoint
+/// changes are the tunnel's own table's business).
+fn failures_to(notes: Notes) -> kubeway_engine::Events {
+    Arc::new(move |e: kubeway_engine::Event| {
+        if let kubeway_engine::Event::Connection(c) = &e {
+            if c.end == kubeway_engine::End::Aborted {
+                return;
+            }
+            let via = c
+                .pod
+                .as_deref()
+                .map(|p| format!(" (pod {p})"))
+                .unwrap_or_default();
+            let text = format!(
+                "connection {}: {} -> {} port {}{via}: {}",
+                if c.end == kubeway_engine::End::Failed {
+                    "failed"
+                } else {
+                    "cut, the client was reset"
+                },
+                c.local,
+                c.target,
+                c.remote,
+                c.error.as_deref().unwrap_or("unknown")
+            );
+            let _ = notes.send((text, serde_json::to_value(&e).unwrap_or_default()));
+        }
+    })
+}
+
 /// How long connections go through the forward after the NodePort failed, before it is tried
 /// again.
 const AVOID_NODE_PORT: Duration = Duration::from_secs(30);
@@ -163,7 +193,7 @@ impl Fallback {
                     &target,
                     &[PortRef::Number(self.port)],
                     ForwardOptions::default(),
-                    kubeway_engine::event::quiet(),
+                    failures_to(self.notes.clone()),
                     self.cancel.clone(),
                 )
                 .await?;
@@ -185,7 +215,7 @@ impl Fallback {
 
     fn avoid(&self) {
         *self.avoid_until.lock().unwrap_or_else(|e| e.into_inner()) =
-            Some(Instant::now() + AVOID_NODE_PORT);
+            Instant::now().checked_add(AVOID_NODE_PORT);
     }
 
     /// One connection: the NodePort, else (or while it is avoided) the forward.
@@ -319,7 +349,7 @@ impl Carrier {
             &target,
             &[PortRef::Number(port.port)],
             ForwardOptions::default(),
-            kubeway_engine::event::quiet(),
+            failures_to(notes.clone()),
             cancel,
         )
         .await?

@@ -31,7 +31,7 @@ use crate::cli::{Cli, TunnelArgs};
 use crate::lab::shutdown_signal;
 use crate::reach::Direct;
 use carrier::{Addressing, Carrier};
-use state::{Change, Journal, Opened, Record, state_dir};
+use state::{Change, Journal, Opened, Record, open_state_dir};
 use view::{Row, View};
 
 /// One Service port listening on the host.
@@ -257,20 +257,38 @@ impl Tunnel<'_> {
         );
     }
 
-    /// Brings everything in line with the Services as the watch sees them.
-    async fn reconcile(&mut self, set: &LbServices) -> Result<()> {
+    /// Reports a change in the API server's health once: a failure to list or watch the
+    /// Services (a refusal named with its status), and the recovery.
+    fn note_api(&mut self, set: &LbServices) {
+        let now = set.api_error.as_ref().map(|f| f.to_string());
+        if now == self.api_error {
+            return;
+        }
         match (&set.api_error, &self.api_error) {
-            (Some(e), None) => self.view.event(
-                format!("API server unreachable, retrying (listeners keep serving): {e}"),
-                json!({"event": "api", "state": "unreachable", "error": e}),
-            ),
+            (Some(f), _) => {
+                let what = if f.is_refusal() {
+                    "the API server refuses"
+                } else {
+                    "API server unreachable"
+                };
+                self.view.event(
+                    format!("{what}, retrying (listeners keep serving): {f}"),
+                    json!({"event": "api", "state": if f.is_refusal() { "refused" } else { "unreachable" },
+                           "error": f.to_string(), "code": f.code, "verb": f.verb}),
+                );
+            }
             (None, Some(_)) => self.view.event(
                 "API server is back; following Services again",
                 json!({"event": "api", "state": "ok"}),
             ),
-            _ => {}
+            (None, None) => {}
         }
-        self.api_error = set.api_error.clone();
+        self.api_error = now;
+    }
+
+    /// Brings everything in line with the Services as the watch sees them.
+    async fn reconcile(&mut self, set: &LbServices) -> Result<()> {
+        self.note_api(set);
         let gone: Vec<String> = self
             .served
             .iter()
@@ -327,13 +345,13 @@ impl Tunnel<'_> {
             .collect();
         let cluster = self.cluster.clone();
         let results = futures::future::join_all(todo.iter().map(|c| undo(&cluster, c))).await;
-        let mut removed = 0;
+        let mut removed: usize = 0;
         for (change, r) in todo.into_iter().zip(results) {
             let key = change.service();
             match r {
                 Ok(result) => {
                     if result == "removed" {
-                        removed += 1;
+                        removed = removed.saturating_add(1);
                     } else if result == "changed_since" {
                         self.view.event(
                             format!("{key}: its ingress was changed by someone else; left as it is"),
@@ -369,7 +387,9 @@ impl Tunnel<'_> {
             }
             let theirs = !svc.ingress.is_empty() && !ours && !before_our_write;
             if theirs || svc.class.is_some() {
-                let s = self.served.remove(&key).expect("present");
+                let Some(s) = self.served.remove(&key) else {
+                    return Ok(());
+                };
                 let reason = if theirs {
                     format!(
                         "its EXTERNAL-IP was set to {} by someone else; it is theirs now",
@@ -399,13 +419,20 @@ impl Tunnel<'_> {
                 return Ok(());
             }
             if !svc.ingress.is_empty() {
-                self.leave_alone(
-                    svc,
+                let reason = if looks_like_a_tunnels(&svc.ingress) {
+                    format!(
+                        "already has EXTERNAL-IP {}, as a kubeway tunnel writes it: another tunnel serves it, or one that \
+                         crashed left it; its user cleans up with `kubeway tunnel --cleanup`, root with \
+                         `kubeway tunnel --cleanup --state-dir ~USER/.local/state/kubeway`",
+                        svc.ingress_addresses().join(",")
+                    )
+                } else {
                     format!(
                         "already has EXTERNAL-IP {} from another load balancer (e.g. servicelb, MetalLB, cloud-provider-kind)",
                         svc.ingress_addresses().join(",")
-                    ),
-                );
+                    )
+                };
+                self.leave_alone(svc, reason);
                 return Ok(());
             }
             if tcp_ports(svc).is_empty() {
@@ -687,10 +714,10 @@ impl Tunnel<'_> {
     async fn shutdown(mut self) -> Result<usize> {
         self.cancel.cancel();
         let served = std::mem::take(&mut self.served);
-        let mut connections = 0;
+        let mut connections: u64 = 0;
         for (_, s) in served {
             for (_, l) in s.ports {
-                connections += l.stats.accepted.load(Ordering::Relaxed);
+                connections = connections.saturating_add(l.stats.accepted.load(Ordering::Relaxed));
                 l.stop().await;
             }
         }
@@ -734,6 +761,34 @@ impl Tunnel<'_> {
         );
         self.journal.finish()?;
         Ok(left)
+    }
+}
+
+/// Whether an ingress looks like one a kubeway tunnel writes: a loopback address of the tunnel's
+/// with `ipMode: Proxy`.
+fn looks_like_a_tunnels(ingress: &[Value]) -> bool {
+    !ingress.is_empty()
+        && ingress.iter().all(|i| {
+            i["ipMode"] == "Proxy"
+                && i["ip"]
+                    .as_str()
+                    .and_then(|ip| ip.parse::<IpAddr>().ok())
+                    .is_some_and(|ip| ip.is_loopback())
+        })
+}
+
+/// What to do about a refused list or watch of the Services, by status.
+fn refusal_hint(f: &kubeway_kube::loadbalancer::WatchFailure, scope: &str) -> String {
+    match f.code {
+        Some(401) => "API layer: the API server does not accept the kubeconfig's credentials; log in again or refresh the token, \
+             and check with `kubectl get svc`"
+            .to_string(),
+        Some(403) => format!(
+            "API layer: RBAC forbids it; kubeway tunnel needs list and watch on services in {scope} \
+             (check with `kubectl auth can-i list services` and `kubectl auth can-i watch services`)"
+        ),
+        _ => "API layer: the API server has no Services API at this path; is the kubeconfig's server a Kubernetes API server?"
+            .to_string(),
     }
 }
 
@@ -813,9 +868,6 @@ async fn undo_stale(cluster: &Cluster, view: &View, stale: Record) -> Vec<Change
 
 /// Runs `kubeway tunnel`.
 pub async fn run(cli: &Cli, args: &TunnelArgs) -> Result<()> {
-    if args.all_namespaces && cli.namespace.is_some() {
-        bail!("-n/--namespace and -A/--all-namespaces exclude each other: pick one");
-    }
     let view = View::new(cli.output);
     let stop = shutdown_signal();
     let opts = ConnectOptions {
@@ -830,7 +882,16 @@ pub async fn run(cli: &Cli, args: &TunnelArgs) -> Result<()> {
             cluster.server
         )
     })?;
-    let dir = state_dir();
+    let dir = open_state_dir(args.state_dir.as_deref())?;
+    if dir.foreign && !args.cleanup {
+        bail!(
+            "the state directory {} belongs to uid {}: root may clean up after that user's crashed tunnel \
+             (`kubeway tunnel --cleanup --state-dir {}`), but runs a tunnel of its own with its own state directory",
+            dir.path.display(),
+            dir.owner,
+            dir.path.display()
+        );
+    }
     let (mut journal, stale) = match Journal::open(&dir, &cluster.server, &cluster.context)? {
         Opened::Busy { owner } => bail!(
             "a tunnel for context {} ({}) is already running{}: one tunnel per cluster. \
@@ -857,7 +918,7 @@ pub async fn run(cli: &Cli, args: &TunnelArgs) -> Result<()> {
         }
         view.event(
             "nothing (more) to clean up",
-            json!({"event": "clean", "state_dir": dir.display().to_string()}),
+            json!({"event": "clean", "state_dir": dir.path.display().to_string()}),
         );
         journal.finish()?;
         return Ok(());
@@ -913,7 +974,7 @@ pub async fn run(cli: &Cli, args: &TunnelArgs) -> Result<()> {
     view.event(
         header.clone(),
         json!({"event": "started", "context": cluster.context, "server": cluster.server,
-               "scope": scope_text, "addressing": addressing, "state_dir": dir.display().to_string()}),
+               "scope": scope_text, "addressing": addressing, "state_dir": dir.path.display().to_string()}),
     );
     let cancel = CancellationToken::new();
     let mut rx = watch_load_balancers(&cluster, &scope, cancel.child_token());
@@ -958,6 +1019,19 @@ pub async fn run(cli: &Cli, args: &TunnelArgs) -> Result<()> {
         }
         let set = rx.borrow_and_update().clone();
         if !set.synced {
+            match &set.api_error {
+                // Refused before the first list: nothing was served yet, and waiting will not
+                // change credentials or RBAC. Say so and end.
+                Some(f) if f.is_refusal() => {
+                    break Err(anyhow::anyhow!(
+                        "kubeway tunnel cannot follow the LoadBalancer Services of {scope_text}: {f} ({})",
+                        refusal_hint(f, &scope_text)
+                    ));
+                }
+                // Unreachable: say so at once, and keep trying.
+                Some(_) => tunnel.note_api(&set),
+                None => {}
+            }
             continue;
         }
         if let Err(e) = tunnel.reconcile(&set).await {

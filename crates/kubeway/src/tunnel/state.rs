@@ -1,29 +1,80 @@
 //! What a `kubeway tunnel` changed, kept on disk: one tunnel per cluster (a lock file the OS
 //! releases when the process dies, however it dies), and a journal of every change written
-//! *before* the change is made, with the owner's pid and process start time, so that a later
-//! run can tell a dead owner from a live one (pid reuse included) and undo what it left.
+//! *before* the change is made, with the owner's uid, pid and process start time, so that a later
+//! run can tell a dead owner from a live one (pid reuse and zombies included) and undo what it
+//! left.
+//!
+//! The state directory belongs to the user and no one else can write to it; its files are made
+//! 0600 from the start and never through a symbolic link (`kubeway_host::files`). A journal is
+//! validated before anything it names is undone: it must belong to the uid it records, be for
+//! this cluster, and name only what a tunnel writes (loopback addresses of the tunnel's ranges,
+//! ingresses of those, Service routes with kubeway's marker). Root may clean up after another
+//! user's crashed tunnel (`--cleanup --state-dir THEIR_DIR`), writing nothing into their
+//! directory.
 
-use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::fs::File;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use kubeway_host::files::{self, FileId};
+use kubeway_net::loopback::SERVICE_NET;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// Where kubeway keeps state: `$KUBEWAY_STATE_DIR`, else `$XDG_STATE_HOME/kubeway`, else
-/// `~/.local/state/kubeway`.
-pub fn state_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("KUBEWAY_STATE_DIR").filter(|d| !d.is_empty()) {
-        return PathBuf::from(d);
+/// Journals are small; anything larger was not written by a tunnel.
+const JOURNAL_LIMIT: u64 = 1 << 20;
+
+/// A state directory, checked.
+#[derive(Debug, Clone)]
+pub struct StateDir {
+    /// Where.
+    pub path: PathBuf,
+    /// Its owner.
+    pub owner: u32,
+    /// Root working in another user's directory (cleanup only; nothing is written there).
+    pub foreign: bool,
+}
+
+/// The state directory: `dir` (`--state-dir`), else `$KUBEWAY_STATE_DIR`, else
+/// `$XDG_STATE_HOME/kubeway`, else `~/.local/state/kubeway`; never a shared temp folder. Made
+/// 0700 when missing; refused when it belongs to someone else (except to root, see
+/// [`StateDir::foreign`]) or others can write to it.
+pub fn open_state_dir(dir: Option<&Path>) -> Result<StateDir> {
+    let path = match dir {
+        Some(d) => d.to_path_buf(),
+        None => kubeway_host::state::state_dir()?,
+    };
+    let me = kubeway_host::euid();
+    if !path.exists() {
+        files::ensure_own_dir(&path).context("the tunnel's state directory")?;
+        return Ok(StateDir {
+            path,
+            owner: me,
+            foreign: false,
+        });
     }
-    std::env::var_os("XDG_STATE_HOME")
-        .map(PathBuf::from)
-        .filter(|p| p.is_absolute())
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
-        .unwrap_or_else(std::env::temp_dir)
-        .join("kubeway")
+    let owner = files::check_private_dir(&path).context("the tunnel's state directory")?;
+    if owner == me || cfg!(not(unix)) {
+        return Ok(StateDir {
+            path,
+            owner,
+            foreign: false,
+        });
+    }
+    if me == 0 {
+        return Ok(StateDir {
+            path,
+            owner,
+            foreign: true,
+        });
+    }
+    Err(files::FileError::NotOwned {
+        path: path.clone(),
+        owner,
+        me,
+    })
+    .context("the tunnel's state directory")
 }
 
 fn fnv1a(s: &str) -> u64 {
@@ -56,42 +107,22 @@ pub struct ProcessId {
     pub start_time: Option<String>,
 }
 
-/// Field 22 (starttime) of a /proc/PID/stat line. The command name (field 2) is in parentheses
-/// and may hold spaces and parentheses itself, so fields are counted after the last `)`.
-pub fn stat_start_time(stat: &str) -> Option<String> {
-    let rest = &stat[stat.rfind(')')? + 1..];
-    // `rest` starts at field 3 (state).
-    rest.split_whitespace().nth(22 - 3).map(str::to_string)
-}
-
-fn start_time_of(pid: u32) -> Option<String> {
-    if cfg!(target_os = "linux") {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        stat_start_time(&stat)
-    } else {
-        let out = std::process::Command::new("ps")
-            .args(["-o", "lstart=", "-p", &pid.to_string()])
-            .output()
-            .ok()?;
-        let s = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        (out.status.success() && !s.is_empty()).then_some(s)
-    }
-}
-
 impl ProcessId {
     /// This process.
     pub fn current() -> Self {
         let pid = std::process::id();
         Self {
             pid,
-            start_time: start_time_of(pid),
+            start_time: kubeway_host::process::stat(pid).map(|s| s.start_time),
         }
     }
 
-    /// Whether this very process still runs: its pid exists and started at the same time.
+    /// Whether this very process still runs: its pid exists, is not a zombie (killed, not yet
+    /// reaped: it holds nothing any more) and started at the same time.
     pub fn is_running(&self) -> bool {
-        match (start_time_of(self.pid), &self.start_time) {
-            (Some(now), Some(then)) => now == *then,
+        match (kubeway_host::process::stat(self.pid), &self.start_time) {
+            (Some(now), _) if now.is_zombie() => false,
+            (Some(now), Some(then)) => now.start_time == *then,
             // No start time recorded: the pid alone is all there is to go by.
             (Some(_), None) => true,
             (None, _) => false,
@@ -151,10 +182,87 @@ pub struct Record {
     pub server: String,
     /// Context.
     pub context: String,
+    /// The uid the tunnel ran as (the journal file must belong to it).
+    pub uid: u32,
     /// The tunnel process.
     pub owner: ProcessId,
     /// Changes in force, oldest first.
     pub changes: Vec<Change>,
+}
+
+/// Whether `ip` is an address a tunnel places Services at: 127.0.0.1 (shared addressing) or
+/// the per-Service range.
+fn tunnel_address(ip: &IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            *v4 == std::net::Ipv4Addr::LOCALHOST
+                || (o[0] == SERVICE_NET[0] && o[1] == SERVICE_NET[1])
+        }
+        IpAddr::V6(_) => false,
+    }
+}
+
+impl Record {
+    /// Checks that this record names only what a tunnel of `server`+`context` writes, and that
+    /// it belongs to `file_owner`. Nothing of a record that fails is undone.
+    pub fn validate(&self, server: &str, context: &str, file_owner: u32) -> Result<(), String> {
+        if self.server != server || self.context != context {
+            return Err(format!(
+                "it is for context {} at {}, not for this cluster",
+                kubeway_core::quote::quote(&self.context),
+                kubeway_core::quote::quote(&self.server)
+            ));
+        }
+        if cfg!(unix) && self.uid != file_owner {
+            return Err(format!(
+                "it records uid {} as its owner but belongs to uid {file_owner}",
+                self.uid
+            ));
+        }
+        let routes: Vec<kubeway_net::route::Ipv4Net> = self
+            .changes
+            .iter()
+            .filter_map(|c| match c {
+                Change::Route { net, .. } => Some(*net),
+                _ => None,
+            })
+            .collect();
+        for c in &self.changes {
+            match c {
+                Change::Route { net, via } => {
+                    kubeway_net::route::check_service_route(*net, *via)
+                        .map_err(|e| e.to_string())?;
+                }
+                Change::Address { ip, .. } if !tunnel_address(ip) => {
+                    return Err(format!(
+                        "{ip} is not an address a tunnel places Services at"
+                    ));
+                }
+                Change::Address { .. } => {}
+                Change::Ingress { ingress, .. } => {
+                    for i in ingress {
+                        let ip = i["ip"].as_str().and_then(|s| s.parse::<IpAddr>().ok());
+                        let ok = match (ip, i["ipMode"].as_str()) {
+                            (Some(ip), Some("Proxy") | None) => tunnel_address(&ip),
+                            (Some(IpAddr::V4(v4)), Some("VIP")) => {
+                                routes.iter().any(|n| n.contains(&v4))
+                            }
+                            _ => false,
+                        };
+                        if !ok {
+                            return Err(format!(
+                                "the ingress {} of {} is not one a tunnel writes",
+                                kubeway_core::quote::quote(&i.to_string()),
+                                c.service()
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// What the journal on disk says about a cluster's tunnel, read without taking its lock.
@@ -170,11 +278,11 @@ pub struct TunnelStatus {
     pub journal: PathBuf,
 }
 
-/// The tunnel of `server`+`context` as its journal describes it; None when there is no journal
-/// (no tunnel, or one with nothing in force).
+/// The tunnel of `server`+`context` as its journal in `dir` describes it; None when there is
+/// no valid journal (no tunnel, or one with nothing in force).
 pub fn peek(dir: &Path, server: &str, context: &str) -> Option<TunnelStatus> {
     let path = dir.join(format!("{}.json", cluster_key(server, context)));
-    let record = read_record(&path).ok()??;
+    let record = read_record(&path, server, context).ok()??;
     Some(TunnelStatus {
         pid: record.owner.pid,
         running: record.owner.is_running(),
@@ -188,7 +296,10 @@ pub struct Journal {
     path: PathBuf,
     lock_path: PathBuf,
     record: Record,
-    _lock: File,
+    /// Root in another user's directory: the journal there is removed once everything is undone,
+    /// and otherwise left as it was; nothing is created there.
+    foreign: bool,
+    _lock: Option<File>,
 }
 
 /// What [`Journal::open`] found.
@@ -207,51 +318,45 @@ pub enum Opened {
     },
 }
 
-fn read_record(path: &Path) -> Result<Option<Record>> {
-    match std::fs::read(path) {
-        Ok(b) if b.is_empty() => Ok(None),
-        Ok(b) => serde_json::from_slice(&b)
-            .map(Some)
-            .with_context(|| format!("reading the tunnel journal {}", path.display())),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+/// Reads and validates the journal at `path`: None when there is none.
+fn read_record(path: &Path, server: &str, context: &str) -> Result<Option<Record>> {
+    let Some((bytes, owner)) = files::read_private(path, JOURNAL_LIMIT)? else {
+        return Ok(None);
+    };
+    if bytes.is_empty() {
+        return Ok(None);
     }
-}
-
-#[cfg(unix)]
-fn same_file(f: &File, path: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    match (f.metadata(), std::fs::metadata(path)) {
-        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
-        _ => false,
-    }
-}
-
-#[cfg(not(unix))]
-fn same_file(_: &File, path: &Path) -> bool {
-    path.exists()
+    let refuse = |why: String| {
+        anyhow::anyhow!(
+            "the tunnel journal {} was not written by a kubeway tunnel of this cluster ({why}): nothing it names is undone; \
+             look at it, and remove it if you do not know where it came from",
+            path.display()
+        )
+    };
+    let record: Record =
+        serde_json::from_slice(&bytes).map_err(|e| refuse(format!("it does not parse: {e}")))?;
+    record.validate(server, context, owner).map_err(refuse)?;
+    Ok(Some(record))
 }
 
 impl Journal {
     /// Takes the lock for `server`+`context` in `dir` and reads what a previous tunnel left.
-    pub fn open(dir: &Path, server: &str, context: &str) -> Result<Opened> {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("creating the state directory {}", dir.display()))?;
+    pub fn open(dir: &StateDir, server: &str, context: &str) -> Result<Opened> {
         let key = cluster_key(server, context);
-        let lock_path = dir.join(format!("{key}.lock"));
-        let path = dir.join(format!("{key}.json"));
+        let lock_path = dir.path.join(format!("{key}.lock"));
+        let path = dir.path.join(format!("{key}.json"));
         let lock = loop {
-            let lock = OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(&lock_path)
-                .with_context(|| format!("opening the lock file {}", lock_path.display()))?;
+            // Root in another user's directory takes their lock if there is one, and creates none.
+            let Some(lock) = files::open_lock(&lock_path, !dir.foreign)
+                .context("opening the tunnel's lock file")?
+            else {
+                break None;
+            };
             match lock.try_lock() {
                 Ok(()) => {}
                 Err(std::fs::TryLockError::WouldBlock) => {
                     return Ok(Opened::Busy {
-                        owner: read_record(&path).ok().flatten(),
+                        owner: read_record(&path, server, context).ok().flatten(),
                     });
                 }
                 Err(std::fs::TryLockError::Error(e)) => {
@@ -262,11 +367,11 @@ impl Journal {
             }
             // A finishing tunnel removes the lock file while holding it: a lock taken on the
             // removed file is no lock at all, so take it again on the file now there.
-            if same_file(&lock, &lock_path) {
-                break lock;
+            if FileId::of(&lock).ok() == FileId::at(&lock_path).ok() {
+                break Some(lock);
             }
         };
-        let stale = read_record(&path)?;
+        let stale = read_record(&path, server, context)?;
         if let Some(r) = &stale
             && r.owner.is_running()
             && r.owner.pid != std::process::id()
@@ -286,9 +391,11 @@ impl Journal {
                 record: Record {
                     server: server.to_string(),
                     context: context.to_string(),
+                    uid: kubeway_host::euid(),
                     owner: ProcessId::current(),
                     changes: Vec::new(),
                 },
+                foreign: dir.foreign,
                 _lock: lock,
             },
             stale,
@@ -308,22 +415,25 @@ impl Journal {
     fn save(&self) -> Result<()> {
         if self.record.changes.is_empty() {
             return match std::fs::remove_file(&self.path) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                     Err(e).with_context(|| format!("removing {}", self.path.display()))
                 }
                 _ => Ok(()),
             };
         }
-        let tmp = self.path.with_extension("json.tmp");
-        let mut f = File::create(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
-        f.write_all(&serde_json::to_vec_pretty(&self.record)?)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, &self.path)
-            .with_context(|| format!("writing {}", self.path.display()))
+        if self.foreign {
+            // The other user's journal stays as it was: undoing what it names again is safe.
+            return Ok(());
+        }
+        files::replace(&self.path, &serde_json::to_vec_pretty(&self.record)?)
+            .context("saving the tunnel journal")
     }
 
     /// Records `change` (on disk before it returns: call it before making the change).
     pub fn record(&mut self, change: Change) -> Result<()> {
+        if self.foreign {
+            bail!("a tunnel working in another user's state directory only cleans up");
+        }
         self.record.changes.push(change);
         self.save()
     }
@@ -355,7 +465,7 @@ impl Journal {
     /// still held); otherwise the journal stays for `--cleanup`.
     pub fn finish(self) -> Result<()> {
         self.save()?;
-        if self.record.changes.is_empty() {
+        if self.record.changes.is_empty() && !self.foreign {
             let _ = std::fs::remove_file(&self.lock_path);
         }
         Ok(())
@@ -372,15 +482,15 @@ impl Journal {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, unix))]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
-    #[test]
-    fn start_time_is_field_22_even_with_spaces_and_parens_in_the_name() {
-        let line = "4242 (my (odd) cmd) S 1 4242 4242 0 -1 4194560 100 0 0 0 5 3 0 0 20 0 1 0 987654 12345678 300 18446744073709551615";
-        assert_eq!(stat_start_time(line).as_deref(), Some("987654"));
-        assert_eq!(stat_start_time("garbage"), None);
+    const SERVER: &str = "https://127.0.0.1:6443";
+
+    fn state(dir: &Path) -> StateDir {
+        open_state_dir(Some(dir)).expect("state dir")
     }
 
     #[test]
@@ -400,11 +510,40 @@ mod tests {
         );
     }
 
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_tunnel_killed_but_not_reaped_counts_as_dead() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("600")
+            .spawn()
+            .expect("sleep");
+        let pid = ProcessId {
+            pid: child.id(),
+            start_time: kubeway_host::process::stat(child.id()).map(|s| s.start_time),
+        };
+        assert!(pid.is_running());
+        child.kill().expect("kill -9");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while pid.is_running() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "a zombie still counts as running"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(
+            kubeway_host::process::stat(pid.pid).is_some_and(|s| s.is_zombie()),
+            "dead while its pid is still there as a zombie"
+        );
+        child.wait().expect("reaped");
+    }
+
     #[test]
     fn one_journal_per_cluster_and_what_a_dead_owner_left_is_handed_over() {
-        let dir = tempfile::tempdir().expect("tempdir");
+        let t = tempfile::tempdir().expect("tempdir");
+        let dir = state(&t.path().join("state"));
         let Opened::Locked { mut journal, stale } =
-            Journal::open(dir.path(), "https://127.0.0.1:6443", "kind-kind").expect("open")
+            Journal::open(&dir, SERVER, "kind-kind").expect("open")
         else {
             panic!("first open locks")
         };
@@ -416,27 +555,154 @@ mod tests {
                 service: "default/web".into(),
             })
             .expect("record");
-        let Opened::Busy { owner } =
-            Journal::open(dir.path(), "https://127.0.0.1:6443", "kind-kind").expect("open")
-        else {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(journal.path()).expect("journal");
+        assert_eq!(meta.mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&journal.lock_path).expect("lock").mode() & 0o777,
+            0o600
+        );
+        assert_eq!(
+            std::fs::metadata(&dir.path).expect("dir").mode() & 0o777,
+            0o700
+        );
+        let Opened::Busy { owner } = Journal::open(&dir, SERVER, "kind-kind").expect("open") else {
             panic!("a second tunnel on the same cluster is refused")
         };
         assert_eq!(owner.expect("record").owner.pid, std::process::id());
         assert!(matches!(
-            Journal::open(dir.path(), "https://127.0.0.1:6443", "other").expect("open"),
+            Journal::open(&dir, SERVER, "other").expect("open"),
             Opened::Locked { .. }
         ));
         // The owner "dies": its lock goes, its journal stays, with a start time that no longer
         // matches the pid.
         let mut rec = journal.record.clone();
         rec.owner.start_time = Some("1".into());
-        std::fs::write(journal.path(), serde_json::to_vec(&rec).expect("json")).expect("write");
+        files::replace(journal.path(), &serde_json::to_vec(&rec).expect("json")).expect("write");
         drop(journal);
-        let Opened::Locked { stale, .. } =
-            Journal::open(dir.path(), "https://127.0.0.1:6443", "kind-kind").expect("open")
+        let Opened::Locked { stale, .. } = Journal::open(&dir, SERVER, "kind-kind").expect("open")
         else {
             panic!("the dead owner's lock is free")
         };
         assert_eq!(stale.expect("left").changes.len(), 1);
+    }
+
+    fn dead_record(changes: Vec<Change>) -> Record {
+        Record {
+            server: SERVER.into(),
+            context: "kind-kind".into(),
+            uid: kubeway_host::euid(),
+            owner: ProcessId {
+                pid: std::process::id(),
+                start_time: Some("1".into()),
+            },
+            changes,
+        }
+    }
+
+    #[test]
+    fn a_forged_journal_is_refused_before_anything_is_undone() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let dir = state(&t.path().join("state"));
+        let path = dir
+            .path
+            .join(format!("{}.json", cluster_key(SERVER, "kind-kind")));
+        let forged =
+            |changes: Vec<Change>| serde_json::to_vec(&dead_record(changes)).expect("json");
+        let default_route = Change::Route {
+            net: "0.0.0.0/0".parse().expect("net"),
+            via: "10.0.2.2".parse().expect("ip"),
+        };
+        let someone_elses_ingress = Change::Ingress {
+            namespace: "default".into(),
+            name: "web".into(),
+            uid: "u".into(),
+            ingress: vec![serde_json::json!({"ip": "203.0.113.7"})],
+        };
+        let not_ours = Change::Address {
+            ip: "10.1.2.3".parse().expect("ip"),
+            service: "default/web".into(),
+        };
+        for (what, bytes) in [
+            ("the default route", forged(vec![default_route])),
+            (
+                "someone else's ingress",
+                forged(vec![someone_elses_ingress]),
+            ),
+            ("an address outside the tunnel's", forged(vec![not_ours])),
+            ("garbage", b"{\"kind\":\"route\"}".to_vec()),
+        ] {
+            files::replace(&path, &bytes).expect("plant");
+            let e = Journal::open(&dir, SERVER, "kind-kind")
+                .err()
+                .unwrap_or_else(|| panic!("{what}: accepted"));
+            assert!(
+                format!("{e:#}").contains("was not written by a kubeway tunnel"),
+                "{what}: {e:#}"
+            );
+        }
+        // Another cluster's journal planted under this one's name is refused too.
+        let mut other = dead_record(vec![]);
+        other.server = "https://10.0.0.1:6443".into();
+        files::replace(&path, &serde_json::to_vec(&other).expect("json")).expect("plant");
+        assert!(Journal::open(&dir, SERVER, "kind-kind").is_err());
+        // What a tunnel does write passes.
+        let good = dead_record(vec![
+            Change::Route {
+                net: "10.96.0.0/12".parse().expect("net"),
+                via: "192.168.49.2".parse().expect("ip"),
+            },
+            Change::Ingress {
+                namespace: "default".into(),
+                name: "web".into(),
+                uid: "u".into(),
+                ingress: vec![serde_json::json!({"ip": "10.96.0.10", "ipMode": "VIP"})],
+            },
+            Change::Address {
+                ip: "127.77.3.4".parse().expect("ip"),
+                service: "default/web-lb".into(),
+            },
+            Change::Ingress {
+                namespace: "default".into(),
+                name: "web-lb".into(),
+                uid: "u2".into(),
+                ingress: vec![serde_json::json!({"ip": "127.77.3.4", "ipMode": "Proxy"})],
+            },
+        ]);
+        files::replace(&path, &serde_json::to_vec(&good).expect("json")).expect("write");
+        let Opened::Locked { stale, .. } = Journal::open(&dir, SERVER, "kind-kind").expect("valid")
+        else {
+            panic!("locks")
+        };
+        assert_eq!(stale.expect("stale").changes.len(), 4);
+    }
+
+    #[test]
+    fn a_journal_that_is_a_symlink_or_a_shared_state_dir_is_refused() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let dir = state(&t.path().join("state"));
+        let key = cluster_key(SERVER, "kind-kind");
+        let elsewhere = t.path().join("elsewhere.json");
+        std::fs::write(&elsewhere, b"{}").expect("write");
+        std::os::unix::fs::symlink(&elsewhere, dir.path.join(format!("{key}.json")))
+            .expect("symlink");
+        let e = Journal::open(&dir, SERVER, "kind-kind")
+            .err()
+            .expect("refused");
+        assert!(format!("{e:#}").contains("symbolic link"), "{e:#}");
+        std::fs::remove_file(dir.path.join(format!("{key}.json"))).expect("rm");
+        std::fs::remove_file(dir.path.join(format!("{key}.lock"))).expect("rm");
+        std::os::unix::fs::symlink(&elsewhere, dir.path.join(format!("{key}.lock")))
+            .expect("symlink");
+        let e = Journal::open(&dir, SERVER, "kind-kind")
+            .err()
+            .expect("refused");
+        assert!(format!("{e:#}").contains("symbolic link"), "{e:#}");
+
+        let shared = t.path().join("shared");
+        std::fs::create_dir(&shared).expect("mkdir");
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+        let e = open_state_dir(Some(&shared)).expect_err("world-writable");
+        assert!(format!("{e:#}").contains("chmod go-w"), "{e:#}");
     }
 }
