@@ -487,8 +487,34 @@ pub fn admit_create(ctx: &Ctx, res: &ResourceDef, obj: &mut Value) -> Result<(),
         "Node" => {
             decode_check::<k8s_openapi::api::core::v1::Node>("Node", obj)?;
         }
+        "ConfigMap" => {
+            decode_check::<k8s_openapi::api::core::v1::ConfigMap>("ConfigMap", obj)?;
+        }
+        "Secret" => admit_secret(obj)?,
         _ => {}
     }
+    Ok(())
+}
+
+/// A Secret as its registry stores it: `stringData` merged into `data` (base64) and dropped,
+/// `type` defaulted to Opaque.
+fn admit_secret(obj: &mut Value) -> Result<(), ApiError> {
+    use base64::Engine;
+    decode_check::<k8s_openapi::api::core::v1::Secret>("Secret", obj)?;
+    if let Some(plain) = obj
+        .as_object_mut()
+        .and_then(|m| m.remove("stringData"))
+        .and_then(|v| v.as_object().cloned())
+    {
+        if !obj["data"].is_object() {
+            obj["data"] = json!({});
+        }
+        for (k, v) in plain {
+            let text = v.as_str().unwrap_or_default();
+            obj["data"][k] = json!(base64::engine::general_purpose::STANDARD.encode(text));
+        }
+    }
+    set_default(obj, "type", json!("Opaque"));
     Ok(())
 }
 
@@ -541,6 +567,7 @@ pub fn admit_update(
             decode_check::<k8s_openapi::api::core::v1::Service>("Service", &new)?;
             service_defaults(ctx, &mut new, Some(old))?;
         }
+        "Secret" => admit_secret(&mut new)?,
         "Deployment" | "ReplicaSet" | "StatefulSet" => {
             validate_workload(res.kind, &new)?;
             if new["spec"]["selector"] != old["spec"]["selector"] {

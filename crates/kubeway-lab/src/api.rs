@@ -206,12 +206,70 @@ impl Query {
 pub async fn handle(ctx: Arc<Ctx>, req: Request<Incoming>) -> Response<Body> {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
+    let accept = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
     let resp = match serve(ctx, req).await {
         Ok(r) => r,
         Err(e) => error_response(&e),
     };
+    let resp = negotiate(&accept, resp).await;
     tracing::debug!(%method, %path, status = resp.status().as_u16(), "api request");
     resp
+}
+
+/// Content negotiation at the edge: a client whose Accept puts protobuf first (kubectl's typed
+/// clients send `application/vnd.kubernetes.protobuf,application/json`) gets the object, list,
+/// Scale or Status in protobuf when the lab has its protobuf type, JSON otherwise if it accepts
+/// JSON, else 406. Streams (watches, logs, port-forward upgrades) answer for themselves.
+async fn negotiate(accept: &str, resp: Response<Body>) -> Response<Body> {
+    let mut choices = accept.split(',').map(str::trim).filter(|m| !m.is_empty());
+    if !choices.next().is_some_and(crate::protobuf::is_protobuf) {
+        return resp;
+    }
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes() == b"application/json");
+    if !is_json || resp.headers().contains_key(header::TRANSFER_ENCODING) {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let bytes = match body.collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => {
+            return error_response(&ApiError::internal(format!(
+                "reading the response body: {e}"
+            )));
+        }
+    };
+    let accepts_json = accept.split(',').any(|m| {
+        let m = m.split(';').next().unwrap_or_default().trim();
+        matches!(m, "application/json" | "application/*" | "*/*")
+    });
+    let encoded = serde_json::from_slice::<Value>(&bytes)
+        .ok()
+        .map(|v| crate::protobuf::encode(&v));
+    match encoded {
+        Some(Ok(pb)) => {
+            parts.headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(crate::protobuf::MEDIA_TYPE),
+            );
+            parts.headers.remove(header::CONTENT_LENGTH);
+            Response::from_parts(parts, full(pb))
+        }
+        _ if accepts_json => Response::from_parts(parts, full(bytes)),
+        Some(Err(e)) => error_response(&ApiError::not_acceptable(&format!(
+            "{e}; ask for application/json"
+        ))),
+        None => error_response(&ApiError::not_acceptable(
+            "this answer has no protobuf form; ask for application/json",
+        )),
+    }
 }
 
 fn authenticated(ctx: &Ctx, req: &Request<Incoming>) -> bool {
@@ -307,6 +365,7 @@ fn resource_list(group: &str, version: &str) -> Option<Value> {
             let (kind, verbs, grp, ver): (&str, Vec<&str>, Option<&str>, Option<&str>) = match *sub
             {
                 "status" => (r.kind, vec!["get", "patch", "update"], None, None),
+                "log" => ("Pod", vec!["get"], None, None),
                 "scale" => (
                     "Scale",
                     vec!["get", "patch", "update"],
@@ -395,9 +454,21 @@ async fn read_body(req: Request<Incoming>) -> Result<(http::request::Parts, Byte
     Ok((parts, bytes))
 }
 
+/// The object of a create or update body: JSON, or protobuf in its envelope (what kubectl's
+/// typed clients send for built-in kinds).
 fn parse_json(bytes: &[u8], ct: &str) -> Result<Value, ApiError> {
-    if ct.contains("protobuf") {
-        return Err(ApiError::unsupported_media_type(ct));
+    if crate::protobuf::is_protobuf(ct) {
+        return crate::protobuf::decode(bytes).map_err(|e| {
+            let mut msg = e.to_string();
+            let mut src = std::error::Error::source(&e);
+            while let Some(s) = src {
+                msg.push_str(&format!(": {s}"));
+                src = s.source();
+            }
+            ApiError::bad_request(format!(
+                "the request body is not a valid protobuf object: {msg}"
+            ))
+        });
     }
     serde_json::from_slice(bytes)
         .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}")))
@@ -434,6 +505,20 @@ async fn resource(
     if rr.sub.as_deref() == Some("proxy") && rr.res.plural == "pods" {
         return crate::podproxy::handle(ctx, req, rr).await;
     }
+    if rr.sub.as_deref() == Some("log") {
+        if req.method() != Method::GET {
+            return Err(ApiError::method_not_allowed(verb, "pods/log"));
+        }
+        let lq = crate::logs::LogQuery::parse(&q)?;
+        let (ns, name) = (ns_of(&rr).to_string(), name_of(&rr).to_string());
+        if ctx.store.get(rr.res, &ns, &name).is_none() {
+            return Err(ApiError::not_found("pods", &name));
+        }
+        let log = ctx
+            .kubelet
+            .logs(&ns, &name, lq.container.as_deref(), lq.previous)?;
+        return Ok(crate::logs::respond(log, lq));
+    }
     if let Some(sub) = rr.sub.as_deref()
         && !rr.res.subresources.contains(&sub)
     {
@@ -449,7 +534,7 @@ async fn resource(
     match verb {
         "get" => get(&ctx, &rr, render, &q),
         "list" => list(&ctx, &rr, render, &q),
-        "watch" => watch(&ctx, &rr, render, &q),
+        "watch" => watch(&ctx, &rr, render, &q, wants_protobuf(&req)),
         "create" => {
             let (parts, body) = read_body(req).await?;
             let obj = parse_json(&body, &content_type(&parts))?;
@@ -466,11 +551,11 @@ async fn resource(
             patch_object(&ctx, &rr, kind, &body, &q)
         }
         "delete" => {
-            let (_, body) = read_body(req).await?;
+            let (parts, body) = read_body(req).await?;
             let opts: Value = if body.is_empty() {
                 json!({})
             } else {
-                serde_json::from_slice(&body).unwrap_or_else(|_| json!({}))
+                parse_json(&body, &content_type(&parts))?
             };
             delete(&ctx, &rr, &opts, &q)
         }
@@ -574,6 +659,37 @@ fn list(
 
 type Chunk = Result<Frame<Bytes>, std::io::Error>;
 
+/// One watch event: a JSON line, or a length-prefixed protobuf frame.
+fn event_chunk(v: &Value, proto: bool) -> Option<Chunk> {
+    if !proto {
+        return Some(line(v));
+    }
+    match crate::protobuf::watch_frame(v["type"].as_str().unwrap_or_default(), &v["object"]) {
+        Ok(frame) => Some(Ok(Frame::data(Bytes::from(frame)))),
+        Err(e) => {
+            tracing::warn!(error = %e, "a watch event has no protobuf form; skipped");
+            None
+        }
+    }
+}
+
+fn watch_media_type(proto: bool) -> HeaderValue {
+    HeaderValue::from_static(if proto {
+        crate::protobuf::WATCH_MEDIA_TYPE
+    } else {
+        "application/json"
+    })
+}
+
+/// Whether the client's first choice is protobuf (a typed client-go client's watch).
+fn wants_protobuf(req: &Request<Incoming>) -> bool {
+    req.headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|a| a.split(',').next())
+        .is_some_and(crate::protobuf::is_protobuf)
+}
+
 fn line(v: &Value) -> Chunk {
     let mut b = serde_json::to_vec(v).unwrap_or_default();
     b.push(b'\n');
@@ -585,7 +701,10 @@ fn watch(
     rr: &ResourceRequest,
     render: Render,
     q: &Query,
+    proto: bool,
 ) -> Result<Response<Body>, ApiError> {
+    let proto = proto && render == Render::Json;
+    let send = move |v: &Value| event_chunk(v, proto);
     let (labels, fields) = selectors(q)?;
     let rv_param = q.get("resourceVersion").unwrap_or_default().to_string();
     let bookmarks = q.flag("allowWatchBookmarks");
@@ -643,11 +762,13 @@ fn watch(
             Err(oldest) => {
                 let ev =
                     json!({"type": "ERROR", "object": ApiError::gone(since, oldest).to_status()});
-                let body = StreamBody::new(futures::stream::iter(vec![line(&ev)]));
+                let body = StreamBody::new(futures::stream::iter(send(&ev)));
                 let mut r = Response::new(BodyExt::boxed(body));
+                r.headers_mut()
+                    .insert(header::CONTENT_TYPE, watch_media_type(proto));
                 r.headers_mut().insert(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/json"),
+                    header::TRANSFER_ENCODING,
+                    HeaderValue::from_static("chunked"),
                 );
                 return Ok(r);
             }
@@ -658,13 +779,17 @@ fn watch(
         let mut last = start_rv;
         if let Some(items) = initial {
             for o in items.iter().filter(|o| wants(o)) {
-                if tx.send(line(&encode("ADDED", o))).await.is_err() {
+                if let Some(c) = send(&encode("ADDED", o))
+                    && tx.send(c).await.is_err()
+                {
                     return;
                 }
             }
             if send_initial && bookmarks {
                 let bm = json!({"type": "BOOKMARK", "object": {"kind": res.kind, "apiVersion": res.api_version(), "metadata": {"resourceVersion": start_rv.to_string(), "annotations": {"k8s.io/initial-events-end": "true"}}}});
-                if tx.send(line(&bm)).await.is_err() {
+                if let Some(c) = send(&bm)
+                    && tx.send(c).await.is_err()
+                {
                     return;
                 }
             }
@@ -686,7 +811,7 @@ fn watch(
                     _ = tick.tick() => {
                         if bookmarks {
                             let bm = json!({"type": "BOOKMARK", "object": {"kind": res.kind, "apiVersion": res.api_version(), "metadata": {"resourceVersion": last.max(store.current_rv()).to_string()}}});
-                            if tx.send(line(&bm)).await.is_err() { return; }
+                            if let Some(c) = send(&bm) && tx.send(c).await.is_err() { return; }
                         }
                         continue;
                     }
@@ -709,17 +834,17 @@ fn watch(
                 (_, true, false) => "DELETED",
                 (_, false, false) => continue,
             };
-            if tx.send(line(&encode(kind, &ev.object))).await.is_err() {
+            if let Some(c) = send(&encode(kind, &ev.object))
+                && tx.send(c).await.is_err()
+            {
                 return;
             }
         }
     });
     let stream = tokio_stream_from(rx);
     let mut r = Response::new(BodyExt::boxed(StreamBody::new(stream)));
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, watch_media_type(proto));
     r.headers_mut().insert(
         header::TRANSFER_ENCODING,
         HeaderValue::from_static("chunked"),
@@ -990,7 +1115,9 @@ fn delete(
     if rr.res.plural == "namespaces" {
         crate::controllers::delete_namespace_contents(&ctx.store, &name);
     }
-    if rr.res.kind == "Pod" {
+    // Pods and Services answer with the deleted object (the Service registry's own delete
+    // does, and clients' typed APIs expect a Service back); the rest with a Status.
+    if matches!(rr.res.kind, "Pod" | "Service") {
         return Ok(json_response(200, &gone));
     }
     Ok(json_response(
@@ -1065,7 +1192,7 @@ mod tests {
         assert!(r.ns.is_none() && r.name.is_none());
         let r = rr("/api/v1/watch/namespaces/default/pods");
         assert_eq!(r.ns.as_deref(), Some("default"));
-        assert!(route("/api/v1/secrets").is_err());
+        assert!(route("/api/v1/limitranges").is_err());
         assert!(route("/nope").is_err());
         assert!(matches!(
             route("/apis/apps/v1"),

@@ -11,7 +11,7 @@ use crate::Ctx;
 use crate::admit;
 use crate::resources::{RESOURCES, core};
 use crate::selectors::LabelSelector;
-use crate::store::{Store, new_uid, now_rfc3339, ns_name};
+use crate::store::{Store, now_rfc3339, ns_name};
 
 fn short_hash(s: &str, n: usize) -> String {
     use sha2::Digest;
@@ -23,7 +23,10 @@ fn short_hash(s: &str, n: usize) -> String {
         .collect()
 }
 
-/// Records a core/v1 Event about `involved` (`{kind, namespace, name, uid, apiVersion}`).
+/// Records a core/v1 Event about `involved` (`{kind, namespace, name, uid, apiVersion}`, and
+/// `fieldPath` for a container) from `component` (`kubelet/NODE` names the node as source
+/// host). The same event again on the same object counts up (`count`, `lastTimestamp`) instead
+/// of adding one, as client-go's event correlator does.
 pub fn record_event(
     store: &Store,
     involved: &Value,
@@ -36,21 +39,55 @@ pub fn record_event(
         .as_str()
         .unwrap_or("default")
         .to_string();
-    let name = format!(
-        "{}.{}",
-        involved["name"].as_str().unwrap_or("object"),
-        &new_uid().replace('-', "")[..16]
-    );
     let now = now_rfc3339();
+    let events = core("events");
+    let (existing, _) = store.list(events, Some(&ns));
+    let same = existing.iter().find(|e| {
+        e["involvedObject"]["uid"] == involved["uid"]
+            && e["involvedObject"]["fieldPath"] == involved["fieldPath"]
+            && e["reason"] == reason
+            && e["message"] == message
+            && e["type"] == ty
+    });
+    if let Some(e) = same {
+        let (ens, ename) = ns_name(e);
+        let _ = store.mutate_retry(events, &ens, &ename, |o| {
+            o["count"] = json!(o["count"].as_i64().unwrap_or(1) + 1);
+            o["lastTimestamp"] = json!(now);
+            Ok(())
+        });
+        return;
+    }
+    let (component, host) = component.split_once('/').unwrap_or((component, ""));
+    // `NAME.<hex nanoseconds>` as client-go names events: listed in the order they happened.
+    static LAST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nanos = u64::try_from(jiff::Timestamp::now().as_nanosecond()).unwrap_or(0);
+    let next = |last: u64| last.max(nanos) + 1;
+    let stamp = LAST
+        .fetch_update(
+            std::sync::atomic::Ordering::Relaxed,
+            std::sync::atomic::Ordering::Relaxed,
+            |last| Some(next(last)),
+        )
+        .map_or(nanos, next);
+    let name = format!(
+        "{}.{stamp:x}",
+        involved["name"].as_str().unwrap_or("object"),
+    );
+    let mut source = json!({"component": component});
+    if !host.is_empty() {
+        source["host"] = json!(host);
+    }
     let ev = json!({
         "metadata": {"name": name, "namespace": ns},
         "involvedObject": involved,
         "reason": reason, "message": message, "type": ty,
-        "source": {"component": component},
+        "source": source,
         "firstTimestamp": now, "lastTimestamp": now, "count": 1,
-        "reportingComponent": component, "reportingInstance": "kubeway-lab",
+        "reportingComponent": component,
+        "reportingInstance": if host.is_empty() { "kubeway-lab" } else { host },
     });
-    let _ = store.create(core("events"), ev);
+    let _ = store.create(events, ev);
 }
 
 fn involved(obj: &Value) -> Value {
@@ -147,11 +184,31 @@ pub fn reconcile(ctx: &Ctx) {
     garbage_collect(&ctx.store);
 }
 
+/// Whether a pod's nodeSelector admits a node with these labels.
+fn fits(pod: &Value, node_labels: &Value) -> bool {
+    pod["spec"]["nodeSelector"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .all(|(k, v)| node_labels[k] == *v)
+}
+
 fn schedule(ctx: &Ctx) {
     let nodes = ctx.node_names();
     if nodes.is_empty() {
         return;
     }
+    let node_labels: HashMap<String, Value> = nodes
+        .iter()
+        .map(|n| {
+            let labels = ctx
+                .store
+                .get(core("nodes"), "", n)
+                .map(|o| o["metadata"]["labels"].clone())
+                .unwrap_or(Value::Null);
+            (n.clone(), labels)
+        })
+        .collect();
     let (pods, _) = ctx.store.list(core("pods"), None);
     let mut load: HashMap<String, usize> = nodes.iter().map(|n| (n.clone(), 0)).collect();
     for p in &pods {
@@ -164,23 +221,47 @@ fn schedule(ctx: &Ctx) {
             .as_str()
             .unwrap_or_default()
             .is_empty()
+            && !terminating(p)
     }) {
+        let (ns, name) = ns_name(p);
         let Some(node) = nodes
             .iter()
+            .filter(|n| fits(p, &node_labels[*n]))
             .min_by_key(|n| load.get(*n).copied().unwrap_or(0))
             .cloned()
         else {
-            return;
+            // No node fits: the pod stays Pending with the scheduler's reason, said once.
+            let total = nodes.len();
+            let msg = format!(
+                "0/{total} nodes are available: {total} node(s) didn't match Pod's node affinity/selector. preemption: 0/{total} nodes are available: {total} Preemption is not helpful for scheduling."
+            );
+            let said = p["status"]["conditions"].as_array().is_some_and(|cs| {
+                cs.iter()
+                    .any(|c| c["type"] == "PodScheduled" && c["message"] == msg.as_str())
+            });
+            if !said {
+                let _ = ctx.store.mutate_retry(core("pods"), &ns, &name, |o| {
+                    o["status"]["conditions"] = json!([{"type": "PodScheduled", "status": "False",
+                        "reason": "Unschedulable", "message": msg, "lastProbeTime": null,
+                        "lastTransitionTime": now_rfc3339()}]);
+                    Ok(())
+                });
+                record_event(
+                    &ctx.store,
+                    &involved(p),
+                    "Warning",
+                    "FailedScheduling",
+                    &msg,
+                    "default-scheduler",
+                );
+            }
+            continue;
         };
-        let (ns, name) = ns_name(p);
         if ctx
             .store
             .mutate_retry(core("pods"), &ns, &name, |o| {
                 o["spec"]["nodeName"] = json!(node);
-                let conds = o["status"]["conditions"].as_array().cloned().unwrap_or_default();
-                if !conds.iter().any(|c| c["type"] == "PodScheduled") {
-                    o["status"]["conditions"] = json!([{"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": now_rfc3339()}]);
-                }
+                o["status"]["conditions"] = json!([{"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": now_rfc3339()}]);
                 Ok(())
             })
             .is_ok()
@@ -521,13 +602,19 @@ fn deployments(ctx: &Ctx) {
                     "apiVersion": "apps/v1", "kind": "ReplicaSet",
                     "metadata": {
                         "name": rs_name, "namespace": ns, "labels": labels,
-                        "annotations": {"deployment.kubernetes.io/revision": (max_rev + 1).to_string(),
+                        "annotations": {"kubernetes.io/change-cause": d["metadata"]["annotations"]["kubernetes.io/change-cause"],
+                                        "deployment.kubernetes.io/revision": (max_rev + 1).to_string(),
                                         "deployment.kubernetes.io/desired-replicas": desired.to_string(),
                                         "deployment.kubernetes.io/max-replicas": (desired + surge).to_string()},
                         "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": name, "uid": d_uid, "controller": true, "blockOwnerDeletion": true}],
                     },
                     "spec": {"replicas": initial, "selector": selector, "template": template, "minReadySeconds": d["spec"]["minReadySeconds"].as_i64().unwrap_or(0)},
                 });
+                if rs["metadata"]["annotations"]["kubernetes.io/change-cause"].is_null()
+                    && let Some(a) = rs["metadata"]["annotations"].as_object_mut()
+                {
+                    a.remove("kubernetes.io/change-cause");
+                }
                 if admit::admit_create(ctx, rs_res, &mut rs).is_err() {
                     continue;
                 }
@@ -568,8 +655,26 @@ fn deployments(ctx: &Ctx) {
                 "deployment-controller",
             );
         };
-        // Keep the revision of the current ReplicaSet on the Deployment.
-        let new_rev = revision(&new_rs).max(max_rev.max(1));
+        // An older ReplicaSet whose template is current again (a rollback, `kubectl rollout
+        // undo`) becomes the newest revision, its old number kept in revision-history, as the
+        // deployment controller does; the Deployment carries the current revision.
+        let mut new_rev = revision(&new_rs).max(1);
+        if revision(&new_rs) < max_rev {
+            new_rev = max_rev + 1;
+            let (rns, rname) = ns_name(&new_rs);
+            let old_rev = revision(&new_rs);
+            let _ = ctx.store.mutate_retry(rs_res, &rns, &rname, |o| {
+                let a = &mut o["metadata"]["annotations"];
+                let mut history: Vec<String> = a["deployment.kubernetes.io/revision-history"]
+                    .as_str()
+                    .map(|h| h.split(',').map(str::to_string).collect())
+                    .unwrap_or_default();
+                history.push(old_rev.to_string());
+                a["deployment.kubernetes.io/revision-history"] = json!(history.join(","));
+                a["deployment.kubernetes.io/revision"] = json!(new_rev.to_string());
+                Ok(())
+            });
+        }
         let new_replicas = new_rs["spec"]["replicas"].as_i64().unwrap_or(0);
         let new_available = new_rs["status"]["availableReplicas"].as_i64().unwrap_or(0);
         if old_total == 0 {

@@ -247,6 +247,20 @@ pub struct Running {
 }
 
 impl Running {
+    /// A container whose listeners were started elsewhere (the tutorial images of `apps`).
+    pub(crate) fn from_parts(
+        accept: CancellationToken,
+        conns: CancellationToken,
+        bound: Vec<(IpAddr, u16, u16)>,
+    ) -> Self {
+        Self {
+            accept,
+            conns,
+            started: Instant::now(),
+            bound,
+        }
+    }
+
     /// Stops accepting; open connections run on until they end or the pod is killed.
     pub fn stop(&self) {
         self.accept.cancel();
@@ -277,7 +291,9 @@ pub fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
     Place::Here.listen(addr)
 }
 
-fn bind(place: &Place, ip: IpAddr, port: u16) -> std::io::Result<(TcpListener, u16)> {
+/// Binds `ip:port` in `place`; a privileged port the lab may not bind is served on a free port
+/// instead (the caller remembers the mapping).
+pub(crate) fn bind(place: &Place, ip: IpAddr, port: u16) -> std::io::Result<(TcpListener, u16)> {
     match place.listen(SocketAddr::new(ip, port)) {
         Ok(l) => {
             let actual = l.local_addr()?.port();

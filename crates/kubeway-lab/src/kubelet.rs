@@ -12,10 +12,13 @@ use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
+use crate::apps::{self, APP_IMAGES, ContainerSpec};
 use crate::controllers::record_event;
 use crate::images::{self, IMAGE_NAMES, Identity, Image, Listen, Switches};
+use crate::logs::{LogBuf, LogSink};
 use crate::netns::Place;
 use crate::resources::core;
+use crate::status::ApiError;
 use crate::store::{Store, now_rfc3339};
 
 /// An IPv4 range: base address and prefix length.
@@ -138,6 +141,8 @@ struct ContainerState {
     state: Value,
     last_state: Value,
     started: bool,
+    /// Exited for good (the restart policy does not restart it).
+    done: Option<i32>,
 }
 
 /// One pod the kubelet runs.
@@ -150,6 +155,8 @@ pub struct PodHandle {
     local_ip: Ipv4Addr,
     bound: Mutex<Vec<(IpAddr, u16, u16)>>,
     containers: Mutex<Vec<ContainerState>>,
+    /// Each container's log: the running instance's and the previous one's.
+    logs: Mutex<HashMap<String, (LogSink, Option<LogSink>)>>,
     started_at: String,
     cancel: CancellationToken,
     terminating: std::sync::atomic::AtomicBool,
@@ -172,6 +179,8 @@ pub struct Kubelet {
     net: LabNet,
     nodes: Vec<String>,
     pods: Mutex<HashMap<String, Arc<PodHandle>>>,
+    /// Images already pulled onto the node (the next container finds them present).
+    pulled: Mutex<std::collections::HashSet<String>>,
     cancel: CancellationToken,
 }
 
@@ -207,6 +216,7 @@ impl Kubelet {
             net,
             nodes,
             pods: Mutex::new(HashMap::new()),
+            pulled: Mutex::new(std::collections::HashSet::new()),
             cancel,
         })
     }
@@ -257,6 +267,7 @@ impl Kubelet {
                 local_ip,
                 bound: Mutex::new(Vec::new()),
                 containers: Mutex::new(Vec::new()),
+                logs: Mutex::new(HashMap::new()),
                 started_at: now_rfc3339(),
                 cancel: self.cancel.child_token(),
                 terminating: std::sync::atomic::AtomicBool::new(false),
@@ -382,6 +393,7 @@ impl Kubelet {
                     state: json!({"waiting": {"reason": "ContainerCreating"}}),
                     last_state: json!({}),
                     started: false,
+                    done: None,
                 });
             }
         }
@@ -415,7 +427,7 @@ impl Kubelet {
         if h.cancel.is_cancelled() {
             return;
         }
-        let (statuses, all_ready, any_running, all_started) = {
+        let (statuses, all_ready, any_running, all_started, finished) = {
             let cs = lock(&h.containers);
             let statuses: Vec<Value> = cs
                 .iter()
@@ -433,14 +445,17 @@ impl Kubelet {
                 !cs.is_empty() && cs.iter().all(|c| c.ready),
                 cs.iter().any(|c| c.state.get("running").is_some()),
                 cs.iter().all(|c| c.started),
+                (!cs.is_empty() && cs.iter().all(|c| c.done.is_some()))
+                    .then(|| cs.iter().all(|c| c.done == Some(0))),
             )
         };
         let now = now_rfc3339();
         let cond = |t: &str, ok: bool| json!({"type": t, "status": if ok { "True" } else { "False" }, "lastProbeTime": null, "lastTransitionTime": now});
-        let phase = if any_running || all_started {
-            "Running"
-        } else {
-            "Pending"
+        let phase = match finished {
+            Some(true) => "Succeeded",
+            Some(false) => "Failed",
+            None if any_running || all_started => "Running",
+            None => "Pending",
         };
         let pod_ip = h.pod_ip.to_string();
         let host_ip = self.node_ip(&h.node);
@@ -490,30 +505,197 @@ impl Kubelet {
     }
 
     fn event(&self, h: &PodHandle, ty: &str, reason: &str, msg: &str) {
+        self.container_event(h, None, ty, reason, msg);
+    }
+
+    /// An event about the pod, or about one of its containers (`fieldPath`), from this node's
+    /// kubelet.
+    fn container_event(
+        &self,
+        h: &PodHandle,
+        container: Option<&str>,
+        ty: &str,
+        reason: &str,
+        msg: &str,
+    ) {
+        let mut involved = json!({"kind": "Pod", "namespace": h.ns, "name": h.name, "uid": h.uid, "apiVersion": "v1"});
+        if let Some(c) = container {
+            involved["fieldPath"] = json!(format!("spec.containers{{{c}}}"));
+        }
         record_event(
             &self.store,
-            &json!({"kind": "Pod", "namespace": h.ns, "name": h.name, "uid": h.uid, "apiVersion": "v1"}),
+            &involved,
             ty,
             reason,
             msg,
-            "kubelet",
+            &format!("kubelet/{}", h.node),
+        );
+    }
+
+    /// The log of a container of a pod on this kubelet: the running (or last) instance's, or
+    /// with `previous` the one before. Errors are phrased as the kubelet phrases them.
+    pub fn logs(
+        &self,
+        ns: &str,
+        pod: &str,
+        container: Option<&str>,
+        previous: bool,
+    ) -> Result<LogSink, ApiError> {
+        let Some(h) = self.find(ns, pod) else {
+            // Not running on a node yet.
+            let first = self
+                .store
+                .get(core("pods"), ns, pod)
+                .and_then(|p| {
+                    p["spec"]["containers"][0]["name"]
+                        .as_str()
+                        .map(str::to_string)
+                })
+                .ok_or_else(|| ApiError::not_found("pods", pod))?;
+            let name = container.unwrap_or(&first);
+            return Err(ApiError::bad_request(format!(
+                "container \"{name}\" in pod \"{pod}\" is waiting to start: ContainerCreating"
+            )));
+        };
+        let names: Vec<String> = lock(&h.containers).iter().map(|c| c.name.clone()).collect();
+        let name = match container {
+            Some(c) => c.to_string(),
+            None if names.len() == 1 => names[0].clone(),
+            None => {
+                return Err(ApiError::bad_request(format!(
+                    "a container name must be specified for pod {pod}, choose one of: [{}]",
+                    names.join(" ")
+                )));
+            }
+        };
+        if !names.contains(&name) {
+            return Err(ApiError::bad_request(format!(
+                "container {name} is not valid for pod {pod}"
+            )));
+        }
+        let logs = lock(&h.logs).get(&name).cloned();
+        if previous {
+            return logs.and_then(|(_, prev)| prev).ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "previous terminated container \"{name}\" in pod \"{pod}\" not found"
+                ))
+            });
+        }
+        match logs {
+            Some((cur, _)) => Ok(cur),
+            None => {
+                let reason = lock(&h.containers)
+                    .iter()
+                    .find(|c| c.name == name)
+                    .and_then(|c| c.state["waiting"]["reason"].as_str().map(str::to_string))
+                    .unwrap_or_else(|| "ContainerCreating".into());
+                let why = match reason.as_str() {
+                    "ErrImagePull" | "ImagePullBackOff" => {
+                        "trying and failing to pull image".into()
+                    }
+                    other => other.to_string(),
+                };
+                Err(ApiError::bad_request(format!(
+                    "container \"{name}\" in pod \"{pod}\" is waiting to start: {why}"
+                )))
+            }
+        }
+    }
+
+    /// A new log for the instance about to start; the last one becomes the previous.
+    fn new_log(&self, h: &PodHandle, container: &str) -> LogSink {
+        let log = LogBuf::new();
+        let mut logs = lock(&h.logs);
+        let prev = logs.remove(container).map(|(cur, _)| cur);
+        logs.insert(container.to_string(), (log.clone(), prev));
+        log
+    }
+
+    /// Pulls an image as the kubelet would: present already, or Pulling then Pulled.
+    fn pull(&self, h: &PodHandle, cname: &str, image_ref: &str, policy: &str) {
+        let present = lock(&self.pulled).contains(image_ref);
+        if present && policy != "Always" {
+            self.container_event(
+                h,
+                Some(cname),
+                "Normal",
+                "Pulled",
+                &format!("Container image {image_ref:?} already present on machine"),
+            );
+            return;
+        }
+        self.container_event(
+            h,
+            Some(cname),
+            "Normal",
+            "Pulling",
+            &format!("Pulling image {image_ref:?}"),
+        );
+        lock(&self.pulled).insert(image_ref.to_string());
+        self.container_event(
+            h,
+            Some(cname),
+            "Normal",
+            "Pulled",
+            &format!(
+                "Successfully pulled image {image_ref:?} in 0s (0s including waiting). Image size: 0 bytes (a built-in of the kubeway lab)."
+            ),
         );
     }
 
     async fn run_container(self: Arc<Self>, h: Arc<PodHandle>, i: usize, c: Value) {
         let cname = c["name"].as_str().unwrap_or_default().to_string();
         let image_ref = c["image"].as_str().unwrap_or_default().to_string();
-        let Some(image) = Image::from_ref(&image_ref) else {
+        let strings = |k: &str| -> Vec<String> {
+            c[k].as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|a| a.as_str().map(str::to_string))
+                .collect()
+        };
+        let args = strings("args");
+        let policy = c["imagePullPolicy"]
+            .as_str()
+            .unwrap_or("IfNotPresent")
+            .to_string();
+        let restart_policy = self
+            .store
+            .get(core("pods"), &h.ns, &h.name)
+            .and_then(|p| p["spec"]["restartPolicy"].as_str().map(str::to_string))
+            .unwrap_or_else(|| "Always".into());
+        let lab_image = Image::from_ref(&image_ref);
+        let spec = ContainerSpec {
+            image: image_ref.clone(),
+            command: strings("command"),
+            args: args.clone(),
+            env: self.container_env(&h, &c),
+        };
+        let app = if lab_image.is_none() {
+            apps::configure(&spec)
+        } else {
+            None
+        };
+        if lab_image.is_none() && app.is_none() {
             let msg = format!(
-                "image {image_ref:?} is not one of the lab's built-in images ({}); the lab runs no container engine",
-                IMAGE_NAMES.join(", ")
+                "image {image_ref:?} is not one of the lab's built-in images ({}, {}); the lab runs no container engine",
+                IMAGE_NAMES.join(", "),
+                APP_IMAGES.join(", ")
             );
-            self.event(
+            self.container_event(
                 &h,
+                Some(&cname),
+                "Normal",
+                "Pulling",
+                &format!("Pulling image {image_ref:?}"),
+            );
+            self.container_event(
+                &h,
+                Some(&cname),
                 "Warning",
                 "Failed",
                 &format!("Failed to pull image {image_ref:?}: {msg}"),
             );
+            self.container_event(&h, Some(&cname), "Warning", "Failed", "Error: ErrImagePull");
             self.set_state(&h, i, |s| {
                 s.state = json!({"waiting": {"reason": "ErrImagePull", "message": msg}})
             });
@@ -521,26 +703,46 @@ impl Kubelet {
                 _ = tokio::time::sleep(Duration::from_secs(2)) => {}
                 _ = h.cancel.cancelled() => return,
             }
+            self.container_event(
+                &h,
+                Some(&cname),
+                "Normal",
+                "BackOff",
+                &format!("Back-off pulling image {image_ref:?}"),
+            );
+            self.container_event(
+                &h,
+                Some(&cname),
+                "Warning",
+                "Failed",
+                "Error: ImagePullBackOff",
+            );
             self.set_state(&h, i, |s| {
                 s.state = json!({"waiting": {"reason": "ImagePullBackOff", "message": format!("Back-off pulling image {image_ref:?}")}})
             });
             return;
-        };
-        let args: Vec<String> = c["args"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|a| a.as_str().map(str::to_string))
-            .collect();
-        let sw = match Switches::parse(&args) {
-            Ok(sw) => sw,
-            Err(msg) => {
-                self.event(&h, "Warning", "Failed", &format!("Error: {msg}"));
-                self.set_state(&h, i, |s| {
-                    s.state = json!({"waiting": {"reason": "CreateContainerError", "message": msg}})
-                });
-                return;
+        }
+        // The lab's own images take their switches from args; a tutorial image its config.
+        let sw = if lab_image.is_some() {
+            match Switches::parse(&args) {
+                Ok(sw) => sw,
+                Err(msg) => {
+                    self.container_event(
+                        &h,
+                        Some(&cname),
+                        "Warning",
+                        "Failed",
+                        &format!("Error: {msg}"),
+                    );
+                    self.set_state(&h, i, |s| {
+                        s.state =
+                            json!({"waiting": {"reason": "CreateContainerError", "message": msg}})
+                    });
+                    return;
+                }
             }
+        } else {
+            Switches::default()
         };
         let mut ports: Vec<u16> = c["ports"]
             .as_array()
@@ -556,7 +758,7 @@ impl Kubelet {
         if let Some(p) = sw.port {
             ports.push(p);
         }
-        if ports.is_empty() {
+        if let (true, Some(image)) = (ports.is_empty(), lab_image) {
             ports.push(image.default_port());
         }
         ports.dedup();
@@ -572,28 +774,83 @@ impl Kubelet {
             node: h.node.clone(),
             container: cname.clone(),
         };
-        self.event(
-            &h,
-            "Normal",
-            "Pulled",
-            &format!("Container image {image_ref:?} already present on machine"),
-        );
+        self.pull(&h, &cname, &image_ref, &policy);
         let mut backoff = Duration::from_secs(1);
         loop {
-            let running = match images::start(
-                &self.net.place,
-                image,
-                &sw,
-                id.clone(),
-                &addrs,
-                &ports,
-                &h.life,
-            )
-            .await
+            let log = self.new_log(&h, &cname);
+            type Main = std::pin::Pin<Box<dyn std::future::Future<Output = i32> + Send>>;
+            let started: Result<(images::Running, Option<Main>), String> = match (&lab_image, &app)
             {
+                (Some(image), _) => images::start(
+                    &self.net.place,
+                    *image,
+                    &sw,
+                    id.clone(),
+                    &addrs,
+                    &ports,
+                    &h.life,
+                )
+                .await
+                .map(|r| {
+                    log.line(format!(
+                        "{image_ref}: serving on port(s) {} as pod {}",
+                        ports
+                            .iter()
+                            .map(u16::to_string)
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        h.name
+                    ));
+                    let main: Option<Main> = sw.crash_after.map(|d| {
+                        let code = sw.exit_code;
+                        Box::pin(async move {
+                            tokio::time::sleep(d).await;
+                            code
+                        }) as Main
+                    });
+                    (r, main)
+                })
+                .map_err(|e| format!("starting the server failed: {e}")),
+                (None, Some(Ok(a))) => apps::start(
+                    &self.net.place,
+                    a.clone(),
+                    id.clone(),
+                    log.clone(),
+                    &addrs,
+                    &h.life,
+                )
+                .await
+                .map(|st| (st.running, st.main))
+                .map_err(|e| format!("starting the server failed: {e}")),
+                (None, Some(Err(f))) => {
+                    // The process starts and fails at once, as the real image does.
+                    log.line(f.message.clone());
+                    let code = f.exit_code;
+                    if code == 128 {
+                        // The runtime could not start the process at all.
+                        Err(f.message.clone())
+                    } else {
+                        let running = images::Running::from_parts(
+                            tokio_util::sync::CancellationToken::new(),
+                            tokio_util::sync::CancellationToken::new(),
+                            Vec::new(),
+                        );
+                        Ok((running, Some(Box::pin(async move { code }) as Main)))
+                    }
+                }
+                (None, None) => return,
+            };
+            let (running, main) = match started {
                 Ok(r) => r,
-                Err(e) => {
-                    let msg = format!("starting the server failed: {e}");
+                Err(msg) => {
+                    log.close();
+                    self.container_event(
+                        &h,
+                        Some(&cname),
+                        "Warning",
+                        "Failed",
+                        &format!("Error: {msg}"),
+                    );
                     self.set_state(&h, i, |s| {
                         s.state =
                             json!({"waiting": {"reason": "CreateContainerError", "message": msg}})
@@ -606,17 +863,19 @@ impl Kubelet {
             };
             {
                 let mut b = lock(&h.bound);
-                b.retain(|(ip, p, _)| !(addrs.contains(ip) && ports.contains(p)));
+                b.retain(|(ip, p, _)| !running.bound.iter().any(|(i2, p2, _)| i2 == ip && p2 == p));
                 b.extend(running.bound.iter().copied());
             }
-            self.event(
+            self.container_event(
                 &h,
+                Some(&cname),
                 "Normal",
                 "Created",
-                &format!("Created container {cname}"),
+                &format!("Created container: {cname}"),
             );
-            self.event(
+            self.container_event(
                 &h,
+                Some(&cname),
                 "Normal",
                 "Started",
                 &format!("Started container {cname}"),
@@ -628,58 +887,151 @@ impl Kubelet {
                 s.started = true;
                 s.ready = probe.is_none();
             });
-            let crashed = self.supervise(&h, i, &c, probe.as_ref(), &sw).await;
-            if crashed {
-                running.kill();
-            } else {
-                running.stop();
+            let exit = self.supervise(&h, i, &c, probe.as_ref(), main).await;
+            match exit {
+                Some(_) => running.kill(),
+                None => running.stop(),
             }
             drop(running);
-            if !crashed {
+            log.close();
+            let Some(code) = exit else {
+                return;
+            };
+            let finished = now_rfc3339();
+            let reason = if code == 0 { "Completed" } else { "Error" };
+            let restart = match restart_policy.as_str() {
+                "Never" => false,
+                "OnFailure" => code != 0,
+                _ => true,
+            };
+            let terminated = json!({"exitCode": code, "reason": reason, "startedAt": started, "finishedAt": finished, "containerID": format!("containerd://{}-{}", h.uid, cname)});
+            if !restart {
+                self.set_state(&h, i, |s| {
+                    s.ready = false;
+                    s.state = json!({"terminated": terminated});
+                    s.done = Some(code);
+                });
                 return;
             }
-            let finished = now_rfc3339();
-            let code = sw.exit_code;
+            // Until it runs again, the crashed instance is both the latest and the previous one
+            // (`kubectl logs` and `kubectl logs --previous` both show it), as with the kubelet.
+            if let Some(entry) = lock(&h.logs).get_mut(&cname) {
+                entry.1 = Some(entry.0.clone());
+            }
             self.set_state(&h, i, |s| {
-                s.last_state = json!({"terminated": {"exitCode": code, "reason": "Error", "startedAt": started, "finishedAt": finished, "containerID": format!("containerd://{}-{}", h.uid, s.name)}});
+                s.last_state = json!({"terminated": terminated});
                 s.restarts += 1;
                 s.ready = false;
                 s.state = json!({"waiting": {"reason": "CrashLoopBackOff", "message": format!("back-off {}s restarting failed container={} pod={}_{}({})", backoff.as_secs(), s.name, h.name, h.ns, h.uid)}});
             });
-            self.event(
+            self.container_event(
                 &h,
+                Some(&cname),
                 "Warning",
                 "BackOff",
-                "Back-off restarting failed container",
+                &format!(
+                    "Back-off restarting failed container {cname} in pod {}_{}({})",
+                    h.name, h.ns, h.uid
+                ),
             );
             tokio::select! {
                 _ = tokio::time::sleep(backoff) => {}
                 _ = h.cancel.cancelled() => return,
             }
             backoff = (backoff * 2).min(Duration::from_secs(10));
+            // The image is present now.
+            self.container_event(
+                &h,
+                Some(&cname),
+                "Normal",
+                "Pulled",
+                &format!("Container image {image_ref:?} already present on machine"),
+            );
         }
     }
 
-    /// Runs probes until the pod is stopped (false) or the container crashes (true).
+    /// A container's environment as the kubelet builds it: HOSTNAME, `env` values, the pod
+    /// fields `fieldRef` names, and ConfigMap/Secret keys the lab has.
+    fn container_env(
+        &self,
+        h: &PodHandle,
+        c: &Value,
+    ) -> std::collections::BTreeMap<String, String> {
+        use base64::Engine;
+        let mut env = std::collections::BTreeMap::new();
+        env.insert("HOSTNAME".to_string(), h.name.clone());
+        let pod = self.store.get(core("pods"), &h.ns, &h.name);
+        for e in c["env"].as_array().into_iter().flatten() {
+            let Some(name) = e["name"].as_str() else {
+                continue;
+            };
+            let value = if let Some(v) = e["value"].as_str() {
+                Some(v.to_string())
+            } else if let Some(path) = e["valueFrom"]["fieldRef"]["fieldPath"].as_str() {
+                match path {
+                    "metadata.name" => Some(h.name.clone()),
+                    "metadata.namespace" => Some(h.ns.clone()),
+                    "metadata.uid" => Some(h.uid.clone()),
+                    "spec.nodeName" => Some(h.node.clone()),
+                    "status.podIP" => Some(h.pod_ip.to_string()),
+                    "status.hostIP" => Some(self.node_ip(&h.node)),
+                    other => pod.as_ref().and_then(|p| {
+                        other
+                            .split('.')
+                            .try_fold(&**p, |v, k| v.get(k))
+                            .and_then(|v| v.as_str().map(str::to_string))
+                    }),
+                }
+            } else if let Some(r) = e["valueFrom"]["configMapKeyRef"].as_object() {
+                let (n, k) = (
+                    r["name"].as_str().unwrap_or_default(),
+                    r["key"].as_str().unwrap_or_default(),
+                );
+                self.store
+                    .get(core("configmaps"), &h.ns, n)
+                    .and_then(|cm| cm["data"][k].as_str().map(str::to_string))
+            } else if let Some(r) = e["valueFrom"]["secretKeyRef"].as_object() {
+                let (n, k) = (
+                    r["name"].as_str().unwrap_or_default(),
+                    r["key"].as_str().unwrap_or_default(),
+                );
+                self.store
+                    .get(core("secrets"), &h.ns, n)
+                    .and_then(|s| s["data"][k].as_str().map(str::to_string))
+                    .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+                    .map(|b| String::from_utf8_lossy(&b).into_owned())
+            } else {
+                None
+            };
+            if let Some(v) = value {
+                env.insert(name.to_string(), v);
+            }
+        }
+        env
+    }
+
+    /// Runs probes until the pod is stopped (None) or the container's main process ends
+    /// (Some(exit code)).
     async fn supervise(
         &self,
         h: &PodHandle,
         i: usize,
         c: &Value,
         probe: Option<&Value>,
-        sw: &Switches,
-    ) -> bool {
-        let crash = async {
-            match sw.crash_after {
-                Some(d) => tokio::time::sleep(d).await,
+        main: Option<std::pin::Pin<Box<dyn std::future::Future<Output = i32> + Send>>>,
+    ) -> Option<i32> {
+        let exit = async {
+            match main {
+                Some(m) => m.await,
                 None => std::future::pending().await,
             }
         };
-        tokio::pin!(crash);
+        tokio::pin!(exit);
+        let cname = c["name"].as_str().unwrap_or_default();
         let Some(probe) = probe else {
             tokio::select! {
-                _ = &mut crash => return true,
-                _ = h.cancel.cancelled() => return false,
+                code = &mut exit => return Some(code),
+                _ = h.cancel.cancelled() => return None,
             }
         };
         let secs = |k: &str, d: u64| probe[k].as_u64().unwrap_or(d);
@@ -689,12 +1041,13 @@ impl Kubelet {
         let success_threshold = secs("successThreshold", 1).max(1);
         tokio::select! {
             _ = tokio::time::sleep(initial) => {}
-            _ = &mut crash => return true,
-            _ = h.cancel.cancelled() => return false,
+            code = &mut exit => return Some(code),
+            _ = h.cancel.cancelled() => return None,
         }
         let (mut ok_run, mut fail_run, mut ready) = (0u64, 0u64, false);
         loop {
-            let ok = self.probe_once(h, c, probe).await;
+            let outcome = self.probe_once(h, c, probe).await;
+            let ok = outcome.is_ok();
             if ok {
                 ok_run += 1;
                 fail_run = 0;
@@ -709,8 +1062,14 @@ impl Kubelet {
             } else {
                 ready
             };
-            if !ok && fail_run == 1 {
-                self.event(h, "Warning", "Unhealthy", "Readiness probe failed");
+            if let Err(output) = outcome {
+                self.container_event(
+                    h,
+                    Some(cname),
+                    "Warning",
+                    "Unhealthy",
+                    &format!("Readiness probe failed: {output}"),
+                );
             }
             if next != ready {
                 ready = next;
@@ -718,13 +1077,14 @@ impl Kubelet {
             }
             tokio::select! {
                 _ = tokio::time::sleep(period) => {}
-                _ = &mut crash => return true,
-                _ = h.cancel.cancelled() => return false,
+                code = &mut exit => return Some(code),
+                _ = h.cancel.cancelled() => return None,
             }
         }
     }
 
-    async fn probe_once(&self, h: &PodHandle, c: &Value, probe: &Value) -> bool {
+    /// One probe; the failure's output as the kubelet reports it.
+    async fn probe_once(&self, h: &PodHandle, c: &Value, probe: &Value) -> Result<(), String> {
         let port_of = |p: &Value| -> Option<u16> {
             match p {
                 Value::Number(n) => n.as_u64().and_then(|n| u16::try_from(n).ok()),
@@ -740,40 +1100,73 @@ impl Kubelet {
         let ip = IpAddr::V4(h.pod_ip);
         if let Some(get) = probe.get("httpGet") {
             let Some(port) = port_of(&get["port"]) else {
-                return false;
+                return Err(format!(
+                    "port {} not found in the container's ports",
+                    get["port"]
+                ));
             };
             let path = get["path"].as_str().unwrap_or("/").to_string();
+            let url = format!("http://{ip}:{port}{path}");
             let fut = async {
-                let s = self.dial_pod_ip(ip, port).await.ok()?;
+                let s = self.dial_pod_ip(ip, port).await.map_err(|e| {
+                    format!(
+                        "Get {url:?}: dial tcp {ip}:{port}: connect: {}",
+                        connect_error(&e)
+                    )
+                })?;
                 let (mut send, conn) =
                     hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(s))
                         .await
-                        .ok()?;
+                        .map_err(|e| format!("Get {url:?}: {e}"))?;
                 tokio::spawn(conn);
-                let req = http::Request::get(path)
+                let req = http::Request::get(path.clone())
                     .header(http::header::HOST, format!("{ip}:{port}"))
                     .header(http::header::USER_AGENT, "kube-probe/1.34")
                     .body(http_body_util::Empty::<bytes::Bytes>::new())
-                    .ok()?;
-                let resp = send.send_request(req).await.ok()?;
-                Some((200..400).contains(&resp.status().as_u16()))
+                    .map_err(|e| e.to_string())?;
+                let resp = send
+                    .send_request(req)
+                    .await
+                    .map_err(|e| format!("Get {url:?}: {e}"))?;
+                let code = resp.status().as_u16();
+                if (200..400).contains(&code) {
+                    Ok(())
+                } else {
+                    Err(format!("HTTP probe failed with statuscode: {code}"))
+                }
             };
-            return tokio::time::timeout(timeout, fut)
-                .await
-                .ok()
-                .flatten()
-                .unwrap_or(false);
+            return tokio::time::timeout(timeout, fut).await.unwrap_or_else(|_| {
+                Err(format!(
+                    "Get {url:?}: context deadline exceeded (Client.Timeout exceeded while awaiting headers)"
+                ))
+            });
         }
         if let Some(tcp) = probe.get("tcpSocket") {
             let Some(port) = port_of(&tcp["port"]) else {
-                return false;
+                return Err(format!(
+                    "port {} not found in the container's ports",
+                    tcp["port"]
+                ));
             };
-            return tokio::time::timeout(timeout, self.dial_pod_ip(ip, port))
-                .await
-                .is_ok_and(|r| r.is_ok());
+            return match tokio::time::timeout(timeout, self.dial_pod_ip(ip, port)).await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(e)) => Err(format!(
+                    "dial tcp {ip}:{port}: connect: {}",
+                    connect_error(&e)
+                )),
+                Err(_) => Err(format!("dial tcp {ip}:{port}: i/o timeout")),
+            };
         }
         // exec and grpc probes: the lab has no processes to exec into; report success.
-        true
+        Ok(())
+    }
+}
+
+/// How Go phrases a failed connect.
+fn connect_error(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::ConnectionRefused => "connection refused".into(),
+        _ => e.to_string(),
     }
 }
 

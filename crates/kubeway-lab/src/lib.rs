@@ -14,15 +14,18 @@
 
 pub mod admit;
 pub mod api;
+pub mod apps;
 pub mod authz;
 pub mod controllers;
 pub mod images;
 pub mod kubelet;
+pub mod logs;
 pub mod netns;
 pub mod openapi;
 pub mod patch;
 pub mod podproxy;
 pub mod portforward;
+pub mod protobuf;
 pub mod proxy;
 pub mod resources;
 pub mod sample;

@@ -114,7 +114,7 @@ pub static RESOURCES: &[ResourceDef] = &[
         namespaced: true,
         short_names: &["po"],
         verbs: RW,
-        subresources: &["status", "portforward", "proxy"],
+        subresources: &["status", "portforward", "proxy", "log"],
         categories: &["all"],
     },
     ResourceDef {
@@ -149,6 +149,30 @@ pub static RESOURCES: &[ResourceDef] = &[
         kind: "Event",
         namespaced: true,
         short_names: &["ev"],
+        verbs: RW,
+        subresources: &[],
+        categories: &[],
+    },
+    ResourceDef {
+        group: "",
+        version: "v1",
+        plural: "configmaps",
+        singular: "configmap",
+        kind: "ConfigMap",
+        namespaced: true,
+        short_names: &["cm"],
+        verbs: RW,
+        subresources: &[],
+        categories: &[],
+    },
+    ResourceDef {
+        group: "",
+        version: "v1",
+        plural: "secrets",
+        singular: "secret",
+        kind: "Secret",
+        namespaced: true,
+        short_names: &[],
         verbs: RW,
         subresources: &[],
         categories: &[],
@@ -271,7 +295,7 @@ mod tests {
         assert_eq!(d.qualified(), "deployments.apps");
         assert_eq!(by_kind("apps/v1", "Deployment"), Some(d));
         assert_eq!(core("pods").kind, "Pod");
-        assert!(find("", "v1", "secrets").is_none());
+        assert!(find("", "v1", "limitranges").is_none());
         let gvs = group_versions();
         assert_eq!(gvs[0], ("", "v1"));
         assert!(gvs.contains(&("discovery.k8s.io", "v1")));

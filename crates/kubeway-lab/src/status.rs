@@ -151,6 +151,11 @@ impl ApiError {
         Self::new(503, "ServiceUnavailable", message)
     }
 
+    /// 406 when no media type the client accepts can carry the answer.
+    pub fn not_acceptable(message: &str) -> Self {
+        Self::new(406, "NotAcceptable", message)
+    }
+
     /// 500 for a bug in the lab.
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(500, "InternalError", message)

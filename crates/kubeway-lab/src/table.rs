@@ -369,14 +369,27 @@ fn namespace_cells(n: &Value) -> Vec<Value> {
     ]
 }
 
+fn data_keys(v: &Value) -> usize {
+    v.as_object().map(|m| m.len()).unwrap_or(0)
+}
+
 fn event_cells(e: &Value) -> Vec<Value> {
     let obj = &e["involvedObject"];
-    let last = e["lastTimestamp"]
-        .as_str()
-        .or(e["eventTime"].as_str())
-        .and_then(|t| t.parse::<jiff::Timestamp>().ok())
-        .map(|t| human_duration(jiff::Timestamp::now().as_second() - t.as_second()))
+    let ago = |k: &str| {
+        e[k].as_str()
+            .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+            .map(|t| human_duration(jiff::Timestamp::now().as_second() - t.as_second()))
+    };
+    let mut last = ago("lastTimestamp")
+        .or_else(|| ago("eventTime"))
         .unwrap_or_else(|| "<unknown>".into());
+    // A repeated event, as kubectl prints it: `2m (x4 over 10m)`.
+    let count = e["count"].as_i64().unwrap_or(1);
+    if count > 1
+        && let Some(first) = ago("firstTimestamp")
+    {
+        last = format!("{last} (x{count} over {first})");
+    }
     vec![
         json!(last),
         json!(s(&e["type"])),
@@ -609,6 +622,38 @@ fn columns(res: &ResourceDef) -> (Vec<Value>, Cells) {
                 col("Message", "string", 0, "A description of the event."),
             ],
             event_cells,
+        ),
+        "ConfigMap" => (
+            vec![
+                name,
+                col(
+                    "Data",
+                    "string",
+                    0,
+                    "Number of keys in data and binaryData.",
+                ),
+                age_col,
+            ],
+            |o| {
+                let n = data_keys(&o["data"]) + data_keys(&o["binaryData"]);
+                vec![o["metadata"]["name"].clone(), json!(n), json!(age(o))]
+            },
+        ),
+        "Secret" => (
+            vec![
+                name,
+                col("Type", "string", 0, "The type of the secret."),
+                col("Data", "string", 0, "Number of keys in data."),
+                age_col,
+            ],
+            |o| {
+                vec![
+                    o["metadata"]["name"].clone(),
+                    json!(s(&o["type"])),
+                    json!(data_keys(&o["data"])),
+                    json!(age(o)),
+                ]
+            },
         ),
         _ => (vec![name, age_col], |o| {
             vec![o["metadata"]["name"].clone(), json!(age(o))]

@@ -202,14 +202,14 @@ async fn a_crashing_container_is_restarted_with_a_growing_count() {
     assert!(restarts.is_some(), "restartCount never reached 2");
 
     let unknown: Pod = serde_json::from_value(json!({
-        "metadata": {"name": "nginx"}, "spec": {"containers": [{"name": "c", "image": "nginx:1.27"}]}
+        "metadata": {"name": "unknown"}, "spec": {"containers": [{"name": "c", "image": "quay.io/someone/unknown:1.27"}]}
     }))
     .expect("pod");
     pods.create(&PostParams::default(), &unknown)
         .await
         .expect("create");
     let reason = eventually(Duration::from_secs(10), || async {
-        let p = pods.get("nginx").await.ok()?;
+        let p = pods.get("unknown").await.ok()?;
         let w = p
             .status?
             .container_statuses?

@@ -419,6 +419,14 @@ pub struct DemoArgs {
     /// Exit after fetching the page once instead of keeping the way open.
     #[arg(long)]
     pub once: bool,
+    /// The newcomer's first ten minutes instead: the minikube Get Started guide against a lab
+    /// of its own, one command at a time (your kubectl runs the kubectl steps), each step's
+    /// effect shown and its layer named (Kubernetes, the driver, the host).
+    #[arg(long)]
+    pub tutorial: bool,
+    /// With --tutorial: wait for Enter before each step.
+    #[arg(long, requires = "tutorial")]
+    pub pause: bool,
 }
 
 /// Runs the parsed command line.

@@ -17,7 +17,8 @@ use serde_json::json;
 use crate::cli::{DemoArgs, Output};
 use crate::lab::{describe, shutdown_signal, start};
 
-async fn fetch(addr: std::net::SocketAddr) -> Result<(u16, String)> {
+/// `GET /` on `addr`: the status and the page.
+pub(crate) async fn fetch(addr: std::net::SocketAddr) -> Result<(u16, String)> {
     let tcp = tokio::net::TcpStream::connect(addr)
         .await
         .with_context(|| format!("connecting to the local end of the way at {addr}"))?;
@@ -57,6 +58,9 @@ fn write_picture(path: &std::path::Path, text: &str) -> Result<()> {
 
 /// Runs the demo.
 pub async fn run(args: DemoArgs, output: Output) -> Result<()> {
+    if args.tutorial {
+        return crate::tutorial::run(args, output).await;
+    }
     if args.lab.netns.is_some() {
         bail!(
             "the demo runs in loopback mode; for namespace mode start `sudo kubeway lab up --netns reachable` and run kubeway in the host namespace it names"

@@ -29,6 +29,7 @@ mod lab;
 mod open;
 mod reach;
 mod tunnel;
+mod tutorial;
 
 use std::process::ExitCode;
 
