@@ -32,8 +32,11 @@
 //! # }
 //! ```
 
+pub mod addressing;
+pub mod carrier;
 mod conn;
 pub mod event;
+pub mod reach;
 mod report;
 mod router;
 mod serve;

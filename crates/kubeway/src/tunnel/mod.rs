@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::{Cli, TunnelArgs};
 use crate::lab::shutdown_signal;
-use crate::reach::Direct;
+use kubeway_engine::reach::Direct;
 use carrier::{Addressing, Carrier};
 use state::{Change, Journal, Opened, Record, open_state_dir};
 use view::{Row, View};
@@ -223,11 +223,15 @@ impl Tunnel<'_> {
         let carrier = Carrier::choose(
             &self.cluster,
             &self.direct,
-            svc,
-            port,
+            &carrier::ServicePort {
+                namespace: svc.namespace.clone(),
+                service: svc.name.clone(),
+                port: port.port,
+                node_port: port.node_port,
+            },
             self.probe_timeout,
             cancel.clone(),
-            self.notes.clone(),
+            carrier::events(self.notes.clone()),
         )
         .await
         .inspect_err(|_| cancel.cancel())?;
@@ -491,10 +495,11 @@ impl Tunnel<'_> {
         }
         let tcp = tcp_ports(svc);
         let used: HashSet<IpAddr> = self.served.values().map(|s| s.ip).collect();
-        let placement = match self.addressing.place(svc, &tcp, &used) {
+        let numbers: Vec<u16> = tcp.iter().map(|p| p.port).collect();
+        let placement = match self.addressing.place(&key, &numbers, &used) {
             Ok(p) => p,
             Err(e) => {
-                self.error(&key, &e);
+                self.error(&key, &anyhow::Error::new(e));
                 return Ok(false);
             }
         };
