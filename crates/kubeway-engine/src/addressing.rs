@@ -148,4 +148,3 @@ pub struct Placement {
     /// Its TCP ports, bound.
     pub bound: Vec<(u16, BoundPort)>,
 }
-

@@ -100,10 +100,7 @@ impl Fallback {
     }
 
     /// One connection: the NodePort, else (or while it is avoided) the forward.
-    async fn dial(
-        &self,
-        addr: SocketAddr,
-    ) -> Result<Either<TcpStream, crate::RoutedConn>, String> {
+    async fn dial(&self, addr: SocketAddr) -> Result<Either<TcpStream, crate::RoutedConn>, String> {
         let node_port_error = if self.avoiding() {
             None
         } else {

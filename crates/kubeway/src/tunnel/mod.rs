@@ -6,7 +6,7 @@
 
 mod carrier;
 mod route;
-pub mod state;
+
 mod view;
 
 use std::collections::{BTreeMap, HashSet};
@@ -29,9 +29,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::{Cli, TunnelArgs};
 use crate::lab::shutdown_signal;
-use kubeway_engine::reach::Direct;
 use carrier::{Addressing, Carrier};
-use state::{Change, Journal, Opened, Record, open_state_dir};
+use kubeway_engine::journal::{Change, Journal, Kind, Opened, Record, open_state_dir};
+use kubeway_engine::reach::Direct;
 use view::{Row, View};
 
 /// One Service port listening on the host.
@@ -801,6 +801,10 @@ fn refusal_hint(f: &kubeway_kube::loadbalancer::WatchFailure, scope: &str) -> St
 async fn undo(cluster: &Cluster, change: &Change) -> Result<&'static str> {
     Ok(match change {
         Change::Address { .. } => "released",
+        Change::Hosts { file, tag } => {
+            kubeway_host::hosts::remove(file, tag)?;
+            "removed"
+        }
         Change::Route { net, via } => {
             if route::remove(*net, *via).await? {
                 "removed"
@@ -844,6 +848,7 @@ async fn undo_stale(cluster: &Cluster, view: &View, stale: Record) -> Vec<Change
                 continue;
             }
             (Change::Address { ip, .. }, Ok(r)) => (r, format!("{key}: address {ip} released")),
+            (Change::Hosts { .. }, Ok(r)) => (r, format!("{key}: kubeway's names removed")),
             (Change::Route { .. }, Ok(r)) => (
                 r,
                 if r == "removed" {
@@ -897,18 +902,19 @@ pub async fn run(cli: &Cli, args: &TunnelArgs) -> Result<()> {
             dir.path.display()
         );
     }
-    let (mut journal, stale) = match Journal::open(&dir, &cluster.server, &cluster.context)? {
-        Opened::Busy { owner } => bail!(
-            "a tunnel for context {} ({}) is already running{}: one tunnel per cluster. \
+    let (mut journal, stale) =
+        match Journal::open(&dir, Kind::Tunnel, &cluster.server, &cluster.context)? {
+            Opened::Busy { owner } => bail!(
+                "a tunnel for context {} ({}) is already running{}: one tunnel per cluster. \
              Use that one, or stop it with Ctrl-C (it takes its EXTERNAL-IPs back) and start again",
-            cluster.context,
-            cluster.server,
-            owner
-                .map(|r| format!(" (pid {})", r.owner.pid))
-                .unwrap_or_default()
-        ),
-        Opened::Locked { journal, stale } => (journal, stale),
-    };
+                cluster.context,
+                cluster.server,
+                owner
+                    .map(|r| format!(" (pid {})", r.owner.pid))
+                    .unwrap_or_default()
+            ),
+            Opened::Locked { journal, stale } => (journal, stale),
+        };
     if let Some(stale) = stale {
         let left = undo_stale(&cluster, &view, stale).await;
         journal.adopt(left)?;
