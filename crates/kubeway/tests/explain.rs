@@ -496,7 +496,14 @@ async fn kubernetes_and_app_layer_scenarios() {
     // The image cannot be pulled: the image named, no log advised.
     kubectl_apply(
         &env,
-        &deployment("default", "pull", "pull", "nginx:1.999", &[], ""),
+        &deployment(
+            "default",
+            "pull",
+            "pull",
+            "registry.example/no-such-app:1.999",
+            &[],
+            "",
+        ),
     );
     kubectl_apply(&env, &service("default", "pull", "pull"));
     wait_for("ImagePullBackOff", || async {
@@ -510,7 +517,10 @@ async fn kubernetes_and_app_layer_scenarios() {
             hop: "pods",
             layer: "kubernetes",
             health: "broken",
-            words: &["image \"nginx:1.999\"", "cannot be pulled"],
+            words: &[
+                "image \"registry.example/no-such-app:1.999\"",
+                "cannot be pulled",
+            ],
             code: 3,
         },
         &r,
