@@ -729,8 +729,9 @@ mod tests {
                 .err()
                 .unwrap_or_else(|| panic!("{what}: accepted"));
             assert!(
-                format!("{e:#}").contains("was not written by a kubeway tunnel"),
-                "{what}: {e:#}"
+                crate::error_chain(&e).contains("was not written by kubeway"),
+                "{what}: {}",
+                crate::error_chain(&e)
             );
         }
         // Another cluster's journal planted under this one's name is refused too.
@@ -782,7 +783,11 @@ mod tests {
         let e = Journal::open(&dir, Kind::Tunnel, SERVER, "kind-kind")
             .err()
             .expect("refused");
-        assert!(format!("{e:#}").contains("symbolic link"), "{e:#}");
+        assert!(
+            crate::error_chain(&e).contains("symbolic link"),
+            "{}",
+            crate::error_chain(&e)
+        );
         std::fs::remove_file(dir.path.join(format!("{key}.json"))).expect("rm");
         std::fs::remove_file(dir.path.join(format!("{key}.lock"))).expect("rm");
         std::os::unix::fs::symlink(&elsewhere, dir.path.join(format!("{key}.lock")))
@@ -790,12 +795,20 @@ mod tests {
         let e = Journal::open(&dir, Kind::Tunnel, SERVER, "kind-kind")
             .err()
             .expect("refused");
-        assert!(format!("{e:#}").contains("symbolic link"), "{e:#}");
+        assert!(
+            crate::error_chain(&e).contains("symbolic link"),
+            "{}",
+            crate::error_chain(&e)
+        );
 
         let shared = t.path().join("shared");
         std::fs::create_dir(&shared).expect("mkdir");
         std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).expect("chmod");
         let e = open_state_dir(Some(&shared)).expect_err("world-writable");
-        assert!(format!("{e:#}").contains("chmod go-w"), "{e:#}");
+        assert!(
+            crate::error_chain(&e).contains("chmod go-w"),
+            "{}",
+            crate::error_chain(&e)
+        );
     }
 }
