@@ -219,13 +219,15 @@ impl Carrier {
                 }
                 Err(tried) => tried,
             },
-            None => vec!["no NodePort allocated".into()],
+            None => Vec::new(),
         };
         let router = start_router(&cluster, &port.service, port.port, events, cancel).await?;
-        Ok(Carrier::Forward {
-            router,
-            why: direct.why_not_direct(&tried),
-        })
+        let why = if port.node_port.is_none() {
+            "no NodePort to reach directly (a ClusterIP Service, or allocateLoadBalancerNodePorts: false)".to_string()
+        } else {
+            direct.why_not_direct(&tried)
+        };
+        Ok(Carrier::Forward { router, why })
     }
 
     /// A short name: `NodePort 127.49.0.2:31000` or `forward`.

@@ -185,11 +185,12 @@ fn svc_of(s: &Service, slices: &[std::sync::Arc<EndpointSlice>]) -> Option<Svc> 
     })
 }
 
-/// Watches the Services (and, for headless ones, their EndpointSlices) in `scope` until
-/// `cancel`. The first value has `synced: false`; every later one is the whole current set.
+/// Watches the Services (those matching the label `selector`, when given; and, for headless
+/// ones, their EndpointSlices) in `scope` until `cancel`. The first value has `synced: false`; every later one is the whole current set.
 pub fn watch_services(
     cluster: &Cluster,
     scope: &Namespaces,
+    selector: Option<&str>,
     cancel: CancellationToken,
 ) -> watch::Receiver<Services> {
     let (tx, rx) = watch::channel(Services::default());
@@ -251,9 +252,13 @@ pub fn watch_services(
             Api::all(cluster.client.clone()),
         ),
     };
+    let svc_config = match selector {
+        Some(sel) => watcher::Config::default().labels(sel),
+        None => watcher::Config::default(),
+    };
     spawn(
         svc_api,
-        watcher::Config::default(),
+        svc_config,
         svc_writer,
         0,
         synced.clone(),

@@ -871,12 +871,20 @@ fn endpoints(ctx: &Ctx) {
                 .map(|p| {
                     let serving = pod_ready(p);
                     let ending = terminating(p);
-                    json!({
+                    let mut e = json!({
                         "addresses": [p["status"]["podIP"]],
                         "conditions": {"ready": serving && !ending, "serving": serving, "terminating": ending},
                         "nodeName": p["spec"]["nodeName"],
                         "targetRef": {"kind": "Pod", "namespace": ns, "name": p["metadata"]["name"], "uid": p["metadata"]["uid"]},
-                    })
+                    });
+                    // As the EndpointSlice controller: a pod whose subdomain is this Service
+                    // publishes its hostname (a StatefulSet's `web-0`).
+                    if let Some(host) = p["spec"]["hostname"].as_str().filter(|h| !h.is_empty())
+                        && p["spec"]["subdomain"].as_str() == Some(name.as_str())
+                    {
+                        e["hostname"] = json!(host);
+                    }
+                    e
                 })
                 .collect();
             let desired = json!({

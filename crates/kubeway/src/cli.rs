@@ -124,6 +124,33 @@ pub enum Command {
     ///   curl http://$(kubectl get svc web-lb -o jsonpath='{.status.loadBalancer.ingress[0].ip}')/
     #[command(verbatim_doc_comment)]
     Tunnel(TunnelArgs),
+    /// Every Service of a namespace (or of several: `-n a,b`; or all: `-A`) at a local address
+    /// of its own and its cluster names, followed live, like kubefwd but without root and on
+    /// any cluster: each Service gets a loopback address (Linux: 127.77.x.y; elsewhere
+    /// 127.0.0.1 with moved ports reported), kubeway listens on its TCP ports there and carries
+    /// each connection through the NodePort when the host reaches the node, else through the
+    /// API server's port-forward to ready pods. Headless Services get one address per ready pod
+    /// (StatefulSet pods their `pod-0.svc` names); ExternalName Services are listed as aliases.
+    /// UDP ports are relayed to their NodePort where the node is reachable; port-forward
+    /// carries TCP only.
+    ///
+    /// Names: `--hosts` writes `SVC`, `SVC.NS`, `SVC.NS.svc` and `SVC.NS.svc.cluster.local`
+    /// into /etc/hosts (root, or a writable file with `--hosts-file`), between marked lines,
+    /// journaled first; Ctrl-C removes them, and after a crash `kubeway up --cleanup` does; the
+    /// rest of the file is never touched. Without root, `--http-port N` serves every Service at
+    /// `http://SVC.NS.localhost:N/` (browsers resolve *.localhost themselves), and
+    /// `--exec -- CMD` runs CMD with the variables the kubelet gives a pod
+    /// (`WEB_SERVICE_HOST`, `WEB_SERVICE_PORT`, `WEB_PORT_80_TCP`…) pointing here, then exits
+    /// with its exit code.
+    ///
+    /// Examples:
+    ///   kubeway up                                   # the Services of the current namespace
+    ///   kubeway up -A --http-port 8000               # all; http://web.default.localhost:8000/
+    ///   sudo kubeway up -n shop --hosts              # curl http://web.shop/
+    ///   kubeway up -n default --exec -- sh -c 'curl http://$WEB_SERVICE_HOST:$WEB_SERVICE_PORT/'
+    ///   kubeway up --cleanup                         # undo what a crashed `up` left in the hosts file
+    #[command(verbatim_doc_comment)]
+    Up(UpArgs),
     /// A first minute with kubeway: start a lab with a sample app, reach `web` through a
     /// port-forward, fetch its page, and keep the way open until Ctrl-C.
     Demo(DemoArgs),
@@ -249,6 +276,52 @@ pub struct TunnelArgs {
     /// Where the tunnel keeps its lock and journal (default: $KUBEWAY_STATE_DIR, else
     /// $XDG_STATE_HOME/kubeway, else ~/.local/state/kubeway). Root may name another user's
     /// directory with --cleanup to undo what that user's crashed tunnel left.
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+/// `kubeway up`.
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Only these Services (default: every Service in scope).
+    pub services: Vec<String>,
+    /// Serve the Services of every namespace.
+    #[arg(short = 'A', long)]
+    pub all_namespaces: bool,
+    /// Only Services with these labels (`app=web,tier!=db`).
+    #[arg(short = 'l', long, value_name = "SELECTOR")]
+    pub selector: Option<String>,
+    /// Write the Services' names into /etc/hosts (needs root or a writable file).
+    #[arg(long)]
+    pub hosts: bool,
+    /// Write the names into this hosts file instead of /etc/hosts.
+    #[arg(long, value_name = "PATH")]
+    pub hosts_file: Option<PathBuf>,
+    /// The cluster's DNS domain, for the long names.
+    #[arg(long, default_value = "cluster.local", value_name = "DOMAIN")]
+    pub cluster_domain: String,
+    /// Serve every Service's HTTP at http://SVC.NS.localhost:PORT/ from 127.0.0.1:PORT.
+    #[arg(long, value_name = "PORT")]
+    pub http_port: Option<u16>,
+    /// Write the Service variables a pod would get (pointing here) to this dotenv file.
+    #[arg(long, value_name = "PATH")]
+    pub env_file: Option<PathBuf>,
+    /// Run the command after `--` with the Service variables a pod would get, then stop and
+    /// exit with its exit code.
+    #[arg(long, requires = "command")]
+    pub exec: bool,
+    /// The command for --exec.
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<String>,
+    /// Undo what an `up` that died without cleaning up left (its names in the hosts file),
+    /// then exit.
+    #[arg(long)]
+    pub cleanup: bool,
+    /// How long each NodePort reachability probe may take.
+    #[arg(long, default_value = "1s", value_parser = parse_probe_timeout)]
+    pub probe_timeout: std::time::Duration,
+    /// Where `up` keeps its lock and journal (default: $KUBEWAY_STATE_DIR, else
+    /// $XDG_STATE_HOME/kubeway, else ~/.local/state/kubeway).
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
 }
@@ -449,6 +522,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Forward(args) => return crate::forward::run(&cli, args).await,
         Command::Open(args) => return crate::open::run(&cli, args).await,
         Command::Tunnel(args) => return crate::tunnel::run(&cli, args).await,
+        Command::Up(args) => return crate::up::run(&cli, args).await,
         Command::Explain(args) => {
             let code = crate::explain::run(&cli, args).await?;
             if code != 0 {
@@ -465,6 +539,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         | Command::Forward(_)
         | Command::Explain(_)
         | Command::Open(_)
+        | Command::Up(_)
         | Command::Tunnel(_) => Ok(()),
         Command::Lab(LabCommand::Up(args)) => {
             crate::lab::up(args, cli.kubeconfig, cli.output).await
@@ -521,6 +596,39 @@ pub fn validate(cli: &Cli) -> Result<()> {
             }
             if let Some(net) = a.service_cidr {
                 kubeway_net::route::check_service_range(net).context("--service-cidr")?;
+            }
+        }
+        Command::Up(a) => {
+            if a.all_namespaces && cli.namespace.is_some() {
+                bail!("-n/--namespace and -A/--all-namespaces exclude each other: pick one");
+            }
+            if a.exec && a.command.is_empty() {
+                bail!("--exec needs a command after `--`: `kubeway up --exec -- CMD ARGS…`");
+            }
+            if !a.command.is_empty() && !a.exec {
+                bail!(
+                    "a command after `--` runs only with --exec: `kubeway up --exec -- {}`",
+                    quote(&a.command.join(" "))
+                );
+            }
+            for name in &a.services {
+                Target::parse(name, TargetKind::Service).context("reading a service name")?;
+            }
+            if a.http_port == Some(0) {
+                bail!(
+                    "--http-port 0: name the port the front door listens on, e.g. --http-port 8000"
+                );
+            }
+            if a.cluster_domain.is_empty()
+                || !a
+                    .cluster_domain
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+            {
+                bail!(
+                    "--cluster-domain {} is not a DNS domain (e.g. cluster.local)",
+                    quote(&a.cluster_domain)
+                );
             }
         }
         Command::Env(_) => {}

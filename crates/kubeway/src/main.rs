@@ -29,6 +29,7 @@ mod lab;
 mod open;
 mod tunnel;
 mod tutorial;
+mod up;
 
 use std::process::ExitCode;
 
