@@ -300,7 +300,8 @@ pub struct UpArgs {
     /// The cluster's DNS domain, for the long names.
     #[arg(long, default_value = "cluster.local", value_name = "DOMAIN")]
     pub cluster_domain: String,
-    /// Serve every Service's HTTP at http://SVC.NS.localhost:PORT/ from 127.0.0.1:PORT.
+    /// Serve every Service's HTTP at http://SVC.NS.localhost:PORT/ from 127.0.0.1:PORT (0: a
+    /// free port, reported).
     #[arg(long, value_name = "PORT")]
     pub http_port: Option<u16>,
     /// Write the Service variables a pod would get (pointing here) to this dotenv file.

@@ -771,10 +771,12 @@ pub async fn run(cli: &Cli, args: &UpArgs) -> Result<()> {
     up.reachable_node = reachable_node(&up.direct, &first, args.probe_timeout).await;
     let wanted = args.services.clone();
     let mut front = None;
+    let mut front_addr = None;
     let routes: hostproxy::Routes = Arc::default();
     if let Some(port) = args.http_port {
         let listener = kubeway_net::listen(SocketAddr::from(([127, 0, 0, 1], port)))
             .with_context(|| format!("listening on 127.0.0.1:{port} for --http-port"))?;
+        front_addr = listener.local_addr().ok();
         front = Some(tokio::spawn(hostproxy::serve(
             listener,
             routes.clone(),
@@ -827,8 +829,11 @@ pub async fn run(cli: &Cli, args: &UpArgs) -> Result<()> {
                 first_round = false;
                 if !out.json {
                     let mut ready = format!("{} Service(s) up", up.served.len());
-                    if let Some(p) = args.http_port {
-                        ready.push_str(&format!("; http://SVC.NS.localhost:{p}/ reaches each one"));
+                    if let Some(a) = front_addr {
+                        ready.push_str(&format!(
+                            "; http://SVC.NS.localhost:{}/ reaches each one",
+                            a.port()
+                        ));
                     }
                     if let Some(h) = &hosts_file {
                         ready.push_str(&format!("; names in {}", h.path.display()));
@@ -836,7 +841,11 @@ pub async fn run(cli: &Cli, args: &UpArgs) -> Result<()> {
                     ready.push_str(if args.exec { "" } else { "; Ctrl-C stops" });
                     eprintln!("{ready}");
                 } else {
-                    println!("{}", json!({"event": "ready", "services": up.served.len()}));
+                    println!(
+                        "{}",
+                        json!({"event": "ready", "services": up.served.len(),
+                               "http": front_addr.map(|a| a.to_string())})
+                    );
                 }
                 if args.exec {
                     let vars = up.variables();
