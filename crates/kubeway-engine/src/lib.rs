@@ -32,11 +32,18 @@
 //! # }
 //! ```
 
+pub mod addressing;
+pub mod carrier;
 mod conn;
 pub mod event;
+pub mod hostproxy;
+pub mod journal;
+pub mod reach;
 mod report;
 mod router;
 mod serve;
+pub mod svcenv;
+pub mod udp;
 
 pub use conn::{Killed, REPLAY_LIMIT, RoutedConn};
 pub use event::{ConnectionReport, End, Event, Events};

@@ -12,6 +12,7 @@ pub mod explain;
 pub mod loadbalancer;
 pub mod portforward;
 pub mod servicecidr;
+pub mod services;
 pub mod snapshot;
 
 use std::path::PathBuf;

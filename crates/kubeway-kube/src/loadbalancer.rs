@@ -106,7 +106,7 @@ impl WatchFailure {
         matches!(self.code, Some(401 | 403 | 404))
     }
 
-    fn of(e: &watcher::Error) -> Self {
+    pub(crate) fn of(e: &watcher::Error) -> Self {
         let (verb, err) = match e {
             watcher::Error::InitialListFailed(e) => ("list", e),
             watcher::Error::WatchStartFailed(e) | watcher::Error::WatchFailed(e) => ("watch", e),

@@ -79,7 +79,7 @@ pub struct EnvReport {
     /// The kubeconfig user the context authenticates as, when the API server refused it.
     pub api_user: Option<String>,
     /// This cluster's `kubeway tunnel`, as its journal says (None: none with changes in force).
-    pub tunnel: Option<crate::tunnel::state::TunnelStatus>,
+    pub tunnel: Option<kubeway_engine::journal::TunnelStatus>,
 }
 
 /// Builds the report: collect, detect, probe.
@@ -194,9 +194,14 @@ pub async fn report(opts: &ConnectOptions, timeout: Duration) -> Result<EnvRepor
             _ => {}
         }
     }
-    let tunnel = kubeway_host::state::state_dir()
-        .ok()
-        .and_then(|dir| crate::tunnel::state::peek(&dir, &server, &snapshot.kubeconfig.context));
+    let tunnel = kubeway_host::state::state_dir().ok().and_then(|dir| {
+        kubeway_engine::journal::peek(
+            &dir,
+            kubeway_engine::journal::Kind::Tunnel,
+            &server,
+            &snapshot.kubeconfig.context,
+        )
+    });
     Ok(EnvReport {
         context: snapshot.kubeconfig.context.clone(),
         server,

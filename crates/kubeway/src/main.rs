@@ -27,7 +27,6 @@ mod exposure;
 mod forward;
 mod lab;
 mod open;
-mod reach;
 mod tunnel;
 mod tutorial;
 

@@ -18,7 +18,7 @@ use serde_json::json;
 
 use crate::cli::{Cli, OpenArgs, Output};
 use crate::lab::shutdown_signal;
-use crate::reach::Direct;
+use kubeway_engine::reach::Direct;
 
 /// One opened port.
 #[derive(Debug, Clone, Serialize)]
