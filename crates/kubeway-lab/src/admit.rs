@@ -343,6 +343,25 @@ fn service_defaults(ctx: &Ctx, obj: &mut Value, old: Option<&Value>) -> Result<(
     let needs_node_port = matches!(ty.as_str(), "NodePort" | "LoadBalancer");
     let mut out = Vec::new();
     let mut names = HashSet::new();
+    let mut shared_node_ports: std::collections::HashMap<i64, i64> = Default::default();
+    let mut node_ports_seen: HashSet<(String, i64)> = HashSet::new();
+    let ports_in = ports.clone();
+    if needs_node_port {
+        // Validation comes before allocation: a NodePort requested twice on one protocol.
+        let mut requested: HashSet<(&str, i64)> = HashSet::new();
+        for (i, p) in ports_in.iter().enumerate() {
+            let Some(np) = p["nodePort"].as_i64() else {
+                continue;
+            };
+            if !requested.insert((p["protocol"].as_str().unwrap_or("TCP"), np)) {
+                return Err(ApiError::invalid(
+                    "Service",
+                    &name,
+                    format!("spec.ports[{i}].nodePort: Duplicate value: {np}"),
+                ));
+            }
+        }
+    }
     for (i, mut p) in ports.into_iter().enumerate() {
         let port = p["port"].as_i64().unwrap_or(0);
         if !(1..=65535).contains(&port) {
@@ -365,12 +384,23 @@ fn service_defaults(ctx: &Ctx, obj: &mut Value, old: Option<&Value>) -> Result<(
         set_default(&mut p, "protocol", json!("TCP"));
         set_default(&mut p, "targetPort", json!(port));
         if needs_node_port {
-            let keep = old_ports
-                .iter()
-                .find(|o| o["port"] == p["port"] && o["protocol"] == p["protocol"])
-                .and_then(|o| o["nodePort"].as_i64());
-            match p["nodePort"].as_i64() {
-                Some(np) => {
+            // As the apiserver's allocator: ports of one number (TCP 53 and UDP 53) share one
+            // NodePort; a number without one takes the first requested further down the list.
+            let assigned = shared_node_ports.get(&port).copied();
+            let requested = p["nodePort"].as_i64().or_else(|| {
+                if assigned.is_some() {
+                    return None;
+                }
+                ports_in
+                    .iter()
+                    .skip(i + 1)
+                    .find(|o| o["port"].as_i64() == Some(port))
+                    .and_then(|o| o["nodePort"].as_i64())
+            });
+            let np = match (requested, assigned) {
+                (Some(np), Some(shared)) if np == shared => np,
+                (None, Some(shared)) => shared,
+                (Some(np), _) => {
                     if !NODE_PORT_RANGE.contains(&(np as u16)) || np > 65535 {
                         return Err(ApiError::invalid(
                             "Service",
@@ -389,10 +419,14 @@ fn service_defaults(ctx: &Ctx, obj: &mut Value, old: Option<&Value>) -> Result<(
                             ),
                         ));
                     }
-                    used_ports.insert(np);
+                    np
                 }
-                None => {
-                    let np = match keep {
+                (None, None) => {
+                    let keep = old_ports
+                        .iter()
+                        .find(|o| o["port"] == p["port"] && o["protocol"] == p["protocol"])
+                        .and_then(|o| o["nodePort"].as_i64());
+                    match keep {
                         Some(k) if !used_ports.contains(&k) => k,
                         _ => loop {
                             let c = i64::from(rand::random_range(NODE_PORT_RANGE));
@@ -400,11 +434,20 @@ fn service_defaults(ctx: &Ctx, obj: &mut Value, old: Option<&Value>) -> Result<(
                                 break c;
                             }
                         },
-                    };
-                    used_ports.insert(np);
-                    p["nodePort"] = json!(np);
+                    }
                 }
+            };
+            let protocol = p["protocol"].as_str().unwrap_or("TCP").to_string();
+            if !node_ports_seen.insert((protocol, np)) {
+                return Err(ApiError::invalid(
+                    "Service",
+                    &name,
+                    format!("spec.ports[{i}].nodePort: Duplicate value: {np}"),
+                ));
             }
+            used_ports.insert(np);
+            shared_node_ports.entry(port).or_insert(np);
+            p["nodePort"] = json!(np);
         } else if let Some(m) = p.as_object_mut() {
             m.remove("nodePort");
         }

@@ -788,8 +788,9 @@ fn deployments(ctx: &Ctx) {
     }
 }
 
-/// Resolves a Service port's targetPort on one pod: a number, or a named container port.
-pub fn resolve_target_port(pod: &Value, target: &Value) -> Option<u16> {
+/// Resolves a Service port's targetPort on one pod: a number, or a named container port of the
+/// Service port's `protocol` (a UDP Service port never lands on a TCP container port).
+pub fn resolve_target_port(pod: &Value, target: &Value, protocol: &str) -> Option<u16> {
     match target {
         Value::Number(n) => n.as_u64().and_then(|n| u16::try_from(n).ok()),
         Value::String(s) => s.parse().ok().or_else(|| {
@@ -797,7 +798,9 @@ pub fn resolve_target_port(pod: &Value, target: &Value) -> Option<u16> {
                 .as_array()?
                 .iter()
                 .flat_map(|c| c["ports"].as_array().cloned().unwrap_or_default())
-                .find(|p| p["name"] == s.as_str())?["containerPort"]
+                .find(|p| {
+                    p["name"] == s.as_str() && p["protocol"].as_str().unwrap_or("TCP") == protocol
+                })?["containerPort"]
                 .as_u64()
                 .and_then(|n| u16::try_from(n).ok())
         }),
@@ -846,8 +849,9 @@ fn endpoints(ctx: &Ctx) {
             let ports: Vec<Value> = svc_ports
                 .iter()
                 .filter_map(|sp| {
-                    resolve_target_port(p, &sp["targetPort"]).map(|tp| {
-                        json!({"name": sp["name"].as_str().unwrap_or(""), "port": tp, "protocol": sp["protocol"].as_str().unwrap_or("TCP")})
+                    let protocol = sp["protocol"].as_str().unwrap_or("TCP");
+                    resolve_target_port(p, &sp["targetPort"], protocol).map(|tp| {
+                        json!({"name": sp["name"].as_str().unwrap_or(""), "port": tp, "protocol": protocol})
                     })
                 })
                 .collect();
@@ -1046,12 +1050,18 @@ mod tests {
 
     #[test]
     fn named_target_ports_resolve_per_pod() {
-        let pod =
-            json!({"spec": {"containers": [{"ports": [{"name": "http", "containerPort": 8080}]}]}});
-        assert_eq!(resolve_target_port(&pod, &json!("http")), Some(8080));
-        assert_eq!(resolve_target_port(&pod, &json!(9000)), Some(9000));
-        assert_eq!(resolve_target_port(&pod, &json!("metrics")), None);
-        assert_eq!(resolve_target_port(&pod, &json!("8081")), Some(8081));
+        let pod = json!({"spec": {"containers": [{"ports": [
+            {"name": "http", "containerPort": 8080},
+            {"name": "dns", "containerPort": 5353, "protocol": "UDP"},
+        ]}]}});
+        assert_eq!(resolve_target_port(&pod, &json!("http"), "TCP"), Some(8080));
+        assert_eq!(resolve_target_port(&pod, &json!(9000), "TCP"), Some(9000));
+        assert_eq!(resolve_target_port(&pod, &json!("metrics"), "TCP"), None);
+        assert_eq!(resolve_target_port(&pod, &json!("8081"), "TCP"), Some(8081));
+        // A named port counts only for its own protocol, as the endpoint controller's FindPort.
+        assert_eq!(resolve_target_port(&pod, &json!("dns"), "UDP"), Some(5353));
+        assert_eq!(resolve_target_port(&pod, &json!("dns"), "TCP"), None);
+        assert_eq!(resolve_target_port(&pod, &json!("http"), "UDP"), None);
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! The lab's built-in container images: real local servers (HTTP, TCP echo, byte source/sink)
-//! with switches, set from the manifest's `args`, for the classic failures.
+//! The lab's built-in container images: real local servers (HTTP, TCP and UDP echo, byte
+//! source/sink) with switches, set from the manifest's `args`, for the classic failures.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -14,7 +14,7 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use sha2::Digest;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
 
 use crate::netns::Place;
 use tokio_util::sync::CancellationToken;
@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 pub enum Image {
     /// HTTP server answering with its pod name and request details.
     Http,
-    /// TCP echo with half-close.
+    /// TCP echo with half-close; UDP echo on the container ports declared `protocol: UDP`.
     Echo,
     /// Byte source and sink for throughput (`source N`, `sink`).
     Blob,
@@ -244,6 +244,8 @@ pub struct Running {
     started: Instant,
     /// (address, container port) → actually bound port (differs when a privileged port was remapped).
     pub bound: Vec<(IpAddr, u16, u16)>,
+    /// The same for UDP sockets ([`Running::serve_udp`]).
+    pub bound_udp: Vec<(IpAddr, u16, u16)>,
 }
 
 impl Running {
@@ -258,7 +260,36 @@ impl Running {
             conns,
             started: Instant::now(),
             bound,
+            bound_udp: Vec::new(),
         }
+    }
+
+    /// Serves the image's UDP side on `addrs` × `ports` (the container ports declared with
+    /// `protocol: UDP`; TCP and UDP on one number are separate sockets). The echo image sends
+    /// every datagram back unchanged to its sender (after `--delay`, if set); the other images
+    /// have no UDP server, so nothing is bound and datagrams meet the kernel's "port
+    /// unreachable", as for a process that never opened the port. A privileged port the lab may
+    /// not bind is served on a free port, remembered in `bound_udp`. The sockets close when the
+    /// container stops accepting ([`Running::stop`], [`Running::kill`]).
+    pub fn serve_udp(
+        &mut self,
+        place: &Place,
+        image: Image,
+        sw: &Switches,
+        addrs: &[IpAddr],
+        ports: &[u16],
+    ) -> std::io::Result<()> {
+        if image != Image::Echo {
+            return Ok(());
+        }
+        for &ip in addrs {
+            for &port in ports {
+                let (sock, actual) = bind_udp(place, ip, port)?;
+                self.bound_udp.push((ip, port, actual));
+                tokio::spawn(udp_echo(Arc::new(sock), sw.delay, self.accept.clone()));
+            }
+        }
+        Ok(())
     }
 
     /// Stops accepting; open connections run on until they end or the pod is killed.
@@ -306,6 +337,62 @@ pub(crate) fn bind(place: &Place, ip: IpAddr, port: u16) -> std::io::Result<(Tcp
             Ok((l, p))
         }
         Err(e) => Err(e),
+    }
+}
+
+/// Binds UDP `ip:port` in `place`, remapping a privileged port as [`bind`] does.
+pub(crate) fn bind_udp(place: &Place, ip: IpAddr, port: u16) -> std::io::Result<(UdpSocket, u16)> {
+    let sock = match place.udp(SocketAddr::new(ip, port)) {
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            place.udp(SocketAddr::new(ip, 0))?
+        }
+        other => other?,
+    };
+    let actual = sock.local_addr()?.port();
+    Ok((sock, actual))
+}
+
+/// The largest UDP payload over IPv4.
+pub const MAX_DATAGRAM: usize = 65_507;
+
+/// Whether a UDP socket error is about one peer (an ICMP error reported late), not the socket.
+pub fn udp_error_is_transient(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        ConnectionRefused
+            | ConnectionReset
+            | Interrupted
+            | WouldBlock
+            | HostUnreachable
+            | NetworkUnreachable
+    )
+}
+
+/// The echo image's UDP server: every datagram goes back unchanged to its sender.
+async fn udp_echo(sock: Arc<UdpSocket>, delay: Duration, stop: CancellationToken) {
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    loop {
+        let (n, from) = tokio::select! {
+            r = sock.recv_from(&mut buf) => match r {
+                Ok(v) => v,
+                Err(e) if udp_error_is_transient(&e) => continue,
+                Err(_) => return,
+            },
+            _ = stop.cancelled() => return,
+        };
+        if delay.is_zero() {
+            let _ = sock.send_to(&buf[..n], from).await;
+            continue;
+        }
+        // Each datagram is its own request: delay its answer without holding up the others.
+        let (sock, stop, data) = (sock.clone(), stop.clone(), buf[..n].to_vec());
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => { let _ = sock.send_to(&data, from).await; }
+                _ = stop.cancelled() => {}
+            }
+        });
     }
 }
 
@@ -374,6 +461,7 @@ pub async fn start(
         conns,
         started,
         bound,
+        bound_udp: Vec::new(),
     })
 }
 
@@ -667,6 +755,108 @@ mod tests {
                 .expect("never")
                 .never_ready
         );
+    }
+
+    /// Sends `msg` from `c` and waits for one answer (polling: the first datagram may race the
+    /// server's start).
+    async fn udp_round_trip(c: &UdpSocket, msg: &[u8]) -> std::io::Result<(Vec<u8>, SocketAddr)> {
+        let mut buf = vec![0u8; MAX_DATAGRAM];
+        let mut last = None;
+        for _ in 0..50 {
+            c.send(msg).await?;
+            match tokio::time::timeout(Duration::from_millis(200), c.recv_from(&mut buf)).await {
+                Ok(Ok((n, from))) => return Ok((buf[..n].to_vec(), from)),
+                Ok(Err(e)) => return Err(e),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("no answer: {last:?}"),
+        ))
+    }
+
+    #[tokio::test]
+    async fn udp_echo_answers_each_sender_and_stops_with_the_container() {
+        let id = Identity {
+            pod: "p".into(),
+            namespace: "default".into(),
+            pod_ip: "127.0.0.1".parse().expect("ip"),
+            node: "n".into(),
+            container: "c".into(),
+        };
+        let ip: IpAddr = "127.0.0.1".parse().expect("ip");
+        let sw = Switches::default();
+        let mut echo = start(
+            &Place::Here,
+            Image::Echo,
+            &sw,
+            id.clone(),
+            &[ip],
+            &[0],
+            &PodLife::default(),
+        )
+        .await
+        .expect("start");
+        echo.serve_udp(&Place::Here, Image::Echo, &sw, &[ip], &[0])
+            .expect("udp");
+        let (_, declared, actual) = echo.bound_udp[0];
+        assert_eq!(declared, 0);
+        let server = SocketAddr::new(ip, actual);
+
+        // Two senders at once, interleaved: each gets its own datagrams back, from the server.
+        let a = Place::Here.udp(SocketAddr::new(ip, 0)).expect("a");
+        let b = Place::Here.udp(SocketAddr::new(ip, 0)).expect("b");
+        a.connect(server).await.expect("connect a");
+        b.connect(server).await.expect("connect b");
+        let (back, from) = udp_round_trip(&a, b"first from a")
+            .await
+            .expect("a answered");
+        assert_eq!((back.as_slice(), from), (&b"first from a"[..], server));
+        for i in 0..20u8 {
+            a.send(&[b'a', i]).await.expect("send a");
+            b.send(&[b'b', i, 0xff]).await.expect("send b");
+        }
+        let mut buf = [0u8; 16];
+        for i in 0..20u8 {
+            let n = a.recv(&mut buf).await.expect("recv a");
+            assert_eq!(&buf[..n], &[b'a', i], "a's answers in order, only a's");
+            let n = b.recv(&mut buf).await.expect("recv b");
+            assert_eq!(&buf[..n], &[b'b', i, 0xff], "b's answers, only b's");
+        }
+        // An empty datagram is a datagram too.
+        a.send(b"").await.expect("send empty");
+        assert_eq!(a.recv(&mut buf).await.expect("recv empty"), 0);
+
+        // The HTTP image has no UDP server: nothing is bound.
+        let mut http = start(
+            &Place::Here,
+            Image::Http,
+            &sw,
+            id,
+            &[ip],
+            &[0],
+            &PodLife::default(),
+        )
+        .await
+        .expect("http");
+        http.serve_udp(&Place::Here, Image::Http, &sw, &[ip], &[0])
+            .expect("no udp");
+        assert!(http.bound_udp.is_empty());
+
+        // A stopped container's socket is closed: the kernel answers "port unreachable".
+        echo.stop();
+        let mut refused = false;
+        for _ in 0..100 {
+            match udp_round_trip(&a, b"still there?").await {
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                    refused = true;
+                    break;
+                }
+                _ => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+        assert!(refused, "the UDP socket outlived its container");
     }
 
     #[tokio::test]

@@ -154,6 +154,8 @@ pub struct PodHandle {
     pod_ip: Ipv4Addr,
     local_ip: Ipv4Addr,
     bound: Mutex<Vec<(IpAddr, u16, u16)>>,
+    /// The same for UDP sockets.
+    bound_udp: Mutex<Vec<(IpAddr, u16, u16)>>,
     containers: Mutex<Vec<ContainerState>>,
     /// Each container's log: the running instance's and the previous one's.
     logs: Mutex<HashMap<String, (LogSink, Option<LogSink>)>>,
@@ -266,6 +268,7 @@ impl Kubelet {
                 pod_ip,
                 local_ip,
                 bound: Mutex::new(Vec::new()),
+                bound_udp: Mutex::new(Vec::new()),
                 containers: Mutex::new(Vec::new()),
                 logs: Mutex::new(HashMap::new()),
                 started_at: now_rfc3339(),
@@ -377,6 +380,22 @@ impl Kubelet {
         let s = self.net.place.connect(SocketAddr::new(ip, actual)).await?;
         let _ = s.set_nodelay(true);
         Ok(s)
+    }
+
+    /// Where a datagram for pod IP `ip`, container port `port`/UDP goes (the port the pod's
+    /// socket actually has when a privileged port was remapped).
+    pub fn pod_udp_addr(&self, ip: IpAddr, port: u16) -> SocketAddr {
+        let actual = lock(&self.pods)
+            .values()
+            .find(|h| IpAddr::V4(h.pod_ip) == ip)
+            .and_then(|h| {
+                lock(&h.bound_udp)
+                    .iter()
+                    .find(|(i, p, _)| *i == ip && *p == port)
+                    .map(|(_, _, a)| *a)
+            })
+            .unwrap_or(port);
+        SocketAddr::new(ip, actual)
     }
 
     async fn run_pod(self: Arc<Self>, h: Arc<PodHandle>, pod: Value) {
@@ -744,24 +763,14 @@ impl Kubelet {
         } else {
             Switches::default()
         };
-        let mut ports: Vec<u16> = c["ports"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|p| p["protocol"].as_str().unwrap_or("TCP") == "TCP")
-            .filter_map(|p| {
-                p["containerPort"]
-                    .as_u64()
-                    .and_then(|p| u16::try_from(p).ok())
-            })
-            .collect();
-        if let Some(p) = sw.port {
+        let mut ports = container_ports(&c, "TCP");
+        let udp_ports = container_ports(&c, "UDP");
+        if let Some(p) = sw.port.filter(|p| !ports.contains(p)) {
             ports.push(p);
         }
         if let (true, Some(image)) = (ports.is_empty(), lab_image) {
             ports.push(image.default_port());
         }
-        ports.dedup();
         let addrs: Vec<IpAddr> = match sw.listen {
             Listen::All => vec![IpAddr::V4(h.pod_ip), IpAddr::V4(h.local_ip)],
             Listen::PodIp => vec![IpAddr::V4(h.pod_ip)],
@@ -791,14 +800,21 @@ impl Kubelet {
                     &h.life,
                 )
                 .await
+                .and_then(|mut r| {
+                    r.serve_udp(&self.net.place, *image, &sw, &addrs, &udp_ports)?;
+                    Ok(r)
+                })
                 .map(|r| {
+                    let udp = r.bound_udp.iter().map(|&(_, p, _)| format!("{p}/udp"));
+                    let mut served: Vec<String> = ports.iter().map(u16::to_string).collect();
+                    for p in udp {
+                        if !served.contains(&p) {
+                            served.push(p);
+                        }
+                    }
                     log.line(format!(
                         "{image_ref}: serving on port(s) {} as pod {}",
-                        ports
-                            .iter()
-                            .map(u16::to_string)
-                            .collect::<Vec<_>>()
-                            .join(", "),
+                        served.join(", "),
                         h.name
                     ));
                     let main: Option<Main> = sw.crash_after.map(|d| {
@@ -865,6 +881,14 @@ impl Kubelet {
                 let mut b = lock(&h.bound);
                 b.retain(|(ip, p, _)| !running.bound.iter().any(|(i2, p2, _)| i2 == ip && p2 == p));
                 b.extend(running.bound.iter().copied());
+                let mut u = lock(&h.bound_udp);
+                u.retain(|(ip, p, _)| {
+                    !running
+                        .bound_udp
+                        .iter()
+                        .any(|(i2, p2, _)| i2 == ip && p2 == p)
+                });
+                u.extend(running.bound_udp.iter().copied());
             }
             self.container_event(
                 &h,
@@ -1162,6 +1186,23 @@ impl Kubelet {
     }
 }
 
+/// A container's declared ports of `protocol` (TCP when unset), in order, without repeats.
+fn container_ports(c: &Value, protocol: &str) -> Vec<u16> {
+    let mut out: Vec<u16> = Vec::new();
+    for p in c["ports"].as_array().into_iter().flatten() {
+        if p["protocol"].as_str().unwrap_or("TCP") != protocol {
+            continue;
+        }
+        let port = p["containerPort"]
+            .as_u64()
+            .and_then(|p| u16::try_from(p).ok());
+        if let Some(port) = port.filter(|p| !out.contains(p)) {
+            out.push(port);
+        }
+    }
+    out
+}
+
 /// How Go phrases a failed connect.
 fn connect_error(e: &std::io::Error) -> String {
     match e.kind() {
@@ -1183,6 +1224,20 @@ impl PodHandle {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn container_ports_are_split_by_protocol() {
+        let c = json!({"ports": [
+            {"containerPort": 9000},
+            {"containerPort": 9000, "protocol": "UDP"},
+            {"containerPort": 53, "protocol": "UDP"},
+            {"containerPort": 9000, "protocol": "TCP"},
+            {"containerPort": 7, "protocol": "SCTP"},
+        ]});
+        assert_eq!(container_ports(&c, "TCP"), vec![9000]);
+        assert_eq!(container_ports(&c, "UDP"), vec![9000, 53]);
+        assert!(container_ports(&json!({}), "UDP").is_empty());
+    }
 
     #[test]
     fn addresses_are_loopback_and_never_reused() {

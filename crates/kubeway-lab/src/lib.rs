@@ -767,8 +767,8 @@ impl Lab {
     }
 
     /// Loopback mode: makes every node reachable from the host or not from now on, as when a
-    /// VM's network comes or goes: NodePort listeners open or close within a second, and
-    /// connections through them are cut.
+    /// VM's network comes or goes: NodePort listeners (TCP and UDP) open or close within a
+    /// second, and connections and UDP flows through them are cut.
     pub fn set_reachable(&self, yes: bool) {
         for n in &self.ctx.nodes {
             n.reachable.store(yes, Ordering::Relaxed);

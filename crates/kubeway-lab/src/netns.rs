@@ -20,7 +20,7 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
 
 /// The listen backlog of every lab listener (tokio's default of 128 drops bursts).
 pub const BACKLOG: i32 = 4096;
@@ -34,6 +34,19 @@ fn std_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     socket.set_reuse_address(true)?;
     socket.bind(&addr.into())?;
     socket.listen(BACKLOG)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
+}
+
+fn std_udp(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+    // No SO_REUSEADDR: for UDP it would let a second socket share the address and steal
+    // datagrams, where a server must fail with "address in use".
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )?;
+    socket.bind(&addr.into())?;
     socket.set_nonblocking(true)?;
     Ok(socket.into())
 }
@@ -68,6 +81,16 @@ impl Place {
             Place::Netns(ns) => ns.run(move || std_listener(addr))??,
         };
         TcpListener::from_std(std)
+    }
+
+    /// Binds a UDP socket to `addr` (port 0: a free port). Needs a tokio runtime.
+    pub fn udp(&self, addr: SocketAddr) -> std::io::Result<UdpSocket> {
+        let std = match self {
+            Place::Here => std_udp(addr)?,
+            #[cfg(target_os = "linux")]
+            Place::Netns(ns) => ns.run(move || std_udp(addr))??,
+        };
+        UdpSocket::from_std(std)
     }
 
     /// Connects to `addr` from this place.

@@ -1,5 +1,6 @@
 //! The lab's namespace mode: a real boundary between the host namespace (no default route) and the
-//! node's namespace, in both topologies, seen from where kubeway runs; and nothing left behind.
+//! node's namespace, in both topologies, seen from where kubeway runs (TCP, and UDP NodePorts);
+//! and nothing left behind.
 //! Needs root and iproute2; skipped with a message otherwise.
 
 use std::net::{IpAddr, SocketAddr};
@@ -202,5 +203,179 @@ async fn published_api_port_only_node_unreachable() {
         .expect("NodePort inside the node");
     assert!(page.contains("web-"), "{page}");
 
+    shutdown_and_check(lab).await;
+}
+
+/// The echo image with TCP and UDP 9000 behind a NodePort Service, applied with real kubectl
+/// from the host namespace. Returns the UDP NodePort once the pod is ready.
+async fn apply_udp_echo(lab: &Lab, dir: &std::path::Path) -> u16 {
+    let kc = dir.join("kubeconfig");
+    lab.write_kubeconfig(&kc).expect("kubeconfig");
+    let manifest = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: udp-echo}
+spec:
+  selector: {matchLabels: {app: udp-echo}}
+  template:
+    metadata: {labels: {app: udp-echo}}
+    spec:
+      containers:
+      - name: echo
+        image: kubeway.local/echo
+        ports:
+        - {containerPort: 9000}
+        - {containerPort: 9000, protocol: UDP}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: udp-echo}
+spec:
+  type: NodePort
+  selector: {app: udp-echo}
+  ports:
+  - {name: tcp, port: 9000}
+  - {name: udp, port: 9000, protocol: UDP}
+"#;
+    let mut child = tokio::process::Command::new("ip")
+        .args(["netns", "exec", lab.host_netns().expect("host"), "kubectl"])
+        .arg(format!("--kubeconfig={}", kc.display()))
+        .args(["apply", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("kubectl");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin
+        .write_all(manifest.as_bytes())
+        .await
+        .expect("manifest");
+    drop(stdin);
+    let out = child.wait_with_output().await.expect("kubectl apply");
+    assert!(
+        out.status.success(),
+        "kubectl apply: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        lab.wait_ready("default", "app=udp-echo", 1, Duration::from_secs(30))
+            .await,
+        "echo pod ready"
+    );
+    service_field(lab, "udp-echo", |s| {
+        s["spec"]["ports"]
+            .as_array()?
+            .iter()
+            .find(|p| p["protocol"] == "UDP")?["nodePort"]
+            .as_u64()
+    })
+}
+
+/// Sends `msg` from `sock` to `to` until an answer comes (up to 10 s; the NodePort opens within
+/// a second of the endpoint becoming ready).
+async fn udp_ask(
+    sock: &tokio::net::UdpSocket,
+    to: SocketAddr,
+    msg: &[u8],
+) -> std::io::Result<(Vec<u8>, SocketAddr)> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut buf = vec![0u8; 2048];
+    loop {
+        sock.send_to(msg, to).await?;
+        match tokio::time::timeout(Duration::from_millis(200), sock.recv_from(&mut buf)).await {
+            Ok(Ok((n, from))) => return Ok((buf[..n].to_vec(), from)),
+            Ok(Err(e)) => return Err(e),
+            Err(_) if Instant::now() < deadline => {}
+            Err(_) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no answer from {to}"),
+                ));
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn udp_nodeport_answers_from_the_host_namespace() {
+    if skip() {
+        return;
+    }
+    let lab = Lab::start(LabSpec::new(Provider::Minikube).netns(Topology::Reachable))
+        .await
+        .expect("lab");
+    let dir = tempfile::tempdir().expect("dir");
+    let np = apply_udp_echo(&lab, dir.path()).await;
+    let node = SocketAddr::new(IpAddr::V4(netns::plan::node_ip(0)), np);
+
+    // From the host namespace's end of the veth, across the boundary, and back from the NodePort.
+    let host = lab.host_place();
+    let sock = host
+        .udp(SocketAddr::new(IpAddr::V4(netns::plan::HOST_IP), 0))
+        .expect("a UDP socket in the host namespace");
+    let (back, from) = udp_ask(&sock, node, b"datagram across the veth")
+        .await
+        .expect("the UDP NodePort answers");
+    assert_eq!(back, b"datagram across the veth");
+    assert_eq!(from, node);
+
+    // The pod's UDP socket is inside the node: the host has no route to the pod IP.
+    let pod_ip: IpAddr = lab
+        .store()
+        .list(kubeway_lab::resources::core("pods"), Some("default"))
+        .0
+        .iter()
+        .find_map(|p| p["status"]["podIP"].as_str()?.parse().ok())
+        .expect("pod ip");
+    let err = sock
+        .send_to(b"direct", SocketAddr::new(pod_ip, 9000))
+        .await
+        .expect_err("pod IPs are not routed from the host");
+    assert_eq!(
+        err.raw_os_error(),
+        Some(101),
+        "ENETUNREACH expected, got {err}"
+    );
+
+    drop(sock);
+    shutdown_and_check(lab).await;
+}
+
+#[tokio::test]
+async fn udp_nodeport_published_on_the_host_localhost() {
+    if skip() {
+        return;
+    }
+    let lab = Lab::start(LabSpec::new(Provider::DockerDesktop).netns(Topology::Published))
+        .await
+        .expect("lab");
+    let dir = tempfile::tempdir().expect("dir");
+    let np = apply_udp_echo(&lab, dir.path()).await;
+    let host = lab.host_place();
+    let sock = host
+        .udp(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .expect("a UDP socket in the host namespace");
+
+    // As vpnkit publishes it: the UDP NodePort on the host namespace's 127.0.0.1.
+    let local = SocketAddr::from(([127, 0, 0, 1], np));
+    let (back, from) = udp_ask(&sock, local, b"via localhost")
+        .await
+        .expect("the UDP NodePort answers on the host's localhost");
+    assert_eq!((back.as_slice(), from), (&b"via localhost"[..], local));
+
+    // The node address itself is unroutable from the host.
+    let node = SocketAddr::new(IpAddr::V4(netns::plan::node_ip(0)), np);
+    let err = sock
+        .send_to(b"direct", node)
+        .await
+        .expect_err("the node is behind the boundary");
+    assert_eq!(
+        err.raw_os_error(),
+        Some(101),
+        "ENETUNREACH expected, got {err}"
+    );
+
+    drop(sock);
     shutdown_and_check(lab).await;
 }
