@@ -26,9 +26,11 @@ if [ -z "$browser" ]; then
   exit 0
 fi
 for name in explain-healthy explain-broken; do
+  # The picture is as tall as its verdict needs.
+  height=$(sed -n 's/.*<svg [^>]*height="\([0-9]*\)".*/\1/p' "$out/$name.svg" | head -1)
   "$browser" --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
     --disable-background-networking --disable-component-update --disable-sync \
-    --user-data-dir="$tmp/chrome" --hide-scrollbars --window-size=1000,740 \
+    --user-data-dir="$tmp/chrome" --hide-scrollbars --window-size=1000,"${height:-740}" \
     --screenshot="$out/$name.png" "file://$PWD/$out/$name.svg" 2>/dev/null
 done
 echo "wrote $out/explain-healthy.{svg,png} and $out/explain-broken.{svg,png}"

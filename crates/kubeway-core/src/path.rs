@@ -9,6 +9,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::env::{HostKind, LbSupport, Provider, Tri};
+use crate::explain::Intent;
 use crate::target::Target;
 
 /// The layer a hop belongs to, or the layer a finding blames.
@@ -41,6 +42,20 @@ impl Layer {
             Layer::Driver => "driver",
             Layer::Node => "node",
             Layer::Kubernetes => "kubernetes",
+            Layer::App => "app",
+        }
+    }
+}
+
+impl Layer {
+    /// The layer's name in a sentence (`Kubernetes`, `API`).
+    pub fn human(self) -> &'static str {
+        match self {
+            Layer::Host => "host",
+            Layer::Api => "API",
+            Layer::Driver => "driver",
+            Layer::Node => "node",
+            Layer::Kubernetes => "Kubernetes",
             Layer::App => "app",
         }
     }
@@ -145,6 +160,31 @@ impl HopKind {
         }
     }
 
+    /// The hop in a sentence (`the driver boundary`, `the target port`).
+    pub fn human(self) -> &'static str {
+        match self {
+            HopKind::Host => "your machine",
+            HopKind::Context => "the kubeconfig context",
+            HopKind::ApiServer => "the API server",
+            HopKind::Rbac => "RBAC",
+            HopKind::DriverBoundary => "the driver boundary",
+            HopKind::NodePort => "the NodePort",
+            HopKind::LocalhostNodePort => "the NodePort on localhost",
+            HopKind::LbIngress => "the LoadBalancer address",
+            HopKind::Service => "the Service",
+            HopKind::Selector => "the selector",
+            HopKind::Endpoints => "the EndpointSlices",
+            HopKind::Pods => "the pods",
+            HopKind::TargetPort => "the target port",
+            HopKind::Process => "the process",
+        }
+    }
+
+    /// The kind whose [`HopKind::id`] is `id`.
+    pub fn from_id(id: &str) -> Option<HopKind> {
+        ALL_HOPS.into_iter().find(|k| k.id() == id)
+    }
+
     /// The layer the hop is drawn in.
     pub fn layer(self) -> Layer {
         match self {
@@ -161,6 +201,24 @@ impl HopKind {
         }
     }
 }
+
+/// Every hop kind, in report order.
+pub const ALL_HOPS: [HopKind; 14] = [
+    HopKind::Host,
+    HopKind::Context,
+    HopKind::DriverBoundary,
+    HopKind::NodePort,
+    HopKind::LocalhostNodePort,
+    HopKind::LbIngress,
+    HopKind::Service,
+    HopKind::Selector,
+    HopKind::Endpoints,
+    HopKind::Pods,
+    HopKind::TargetPort,
+    HopKind::Process,
+    HopKind::ApiServer,
+    HopKind::Rbac,
+];
 
 impl fmt::Display for HopKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -258,6 +316,12 @@ pub enum FindingKind {
     ContextMissing,
     /// The API server does not answer.
     ApiUnreachable,
+    /// The API server rejected the credentials (401).
+    ApiUnauthorized,
+    /// RBAC denies reading the target (403).
+    ApiForbidden,
+    /// The namespace does not exist.
+    NamespaceNotFound,
     /// No Service of that name in the namespace.
     ServiceNotFound,
     /// No pod of that name in the namespace.
@@ -274,10 +338,24 @@ pub enum FindingKind {
     NotLoadBalancer,
     /// A LoadBalancer Service has no ingress address.
     LoadBalancerPending,
+    /// The workload whose template the selector matches is scaled to 0.
+    WorkloadScaledToZero,
+    /// The workload whose template the selector matches cannot create or roll out its pods.
+    WorkloadRolloutFailing,
+    /// The selector matches pods in other namespaces only.
+    PodsInOtherNamespace,
+    /// The selector almost matches pods: a label value a few edits away, or a label missing.
+    SelectorNearMiss,
     /// The Service's selector matches no pods.
     SelectorMatchesNothing,
     /// The workload has no pods.
     WorkloadHasNoPods,
+    /// The image cannot be pulled.
+    ImagePullFailing,
+    /// The container keeps exiting and is restarted with back-off.
+    CrashLooping,
+    /// The readiness probe keeps failing.
+    ReadinessFailing,
     /// No pod is ready.
     PodsNotReady,
     /// The named targetPort is declared by no pod.
@@ -288,6 +366,9 @@ pub enum FindingKind {
     NoReadyEndpoints,
     /// The app refuses on localhost although it is ready: it listens on its pod address only.
     ListensOnPodAddressOnly,
+    /// The app accepts on localhost but refuses on its pod IP: Services, NodePorts and probes
+    /// cannot reach it, only port-forward can.
+    ListensOnLocalhostOnly,
     /// Nothing accepts on `localhost:port` in the pod, and no port is declared to tell why.
     NothingListens,
     /// RBAC denies `pods/portforward`.
@@ -310,6 +391,8 @@ pub enum FindingKind {
     PortForwardVerbMissing,
     /// Some pods refuse on localhost (others accept).
     SomePodsRefuse,
+    /// An API request kubeway needed was refused, so a hop could not be checked.
+    ApiRequestFailed,
     /// A ClusterIP Service is reachable from the host only through a forward.
     ClusterIpInClusterOnly,
     /// The Service port is not TCP; port-forward carries TCP only.
@@ -375,6 +458,25 @@ pub enum Health {
     Broken,
     /// Not enough could be checked to tell.
     Unknown,
+}
+
+impl FindingKind {
+    /// Whether the finding means the question could not be asked or names nothing: the
+    /// context, the API server, credentials, RBAC on reading the target, or a target or
+    /// namespace that does not exist. `kubeway explain` exits 1 for these, 3 for a broken path.
+    pub fn is_error(self) -> bool {
+        matches!(
+            self,
+            FindingKind::ContextMissing
+                | FindingKind::ApiUnreachable
+                | FindingKind::ApiUnauthorized
+                | FindingKind::ApiForbidden
+                | FindingKind::NamespaceNotFound
+                | FindingKind::ServiceNotFound
+                | FindingKind::PodNotFound
+                | FindingKind::WorkloadNotFound
+        )
+    }
 }
 
 impl Health {
@@ -447,8 +549,19 @@ pub struct PodView {
     pub status: Status,
     /// Phase, waiting reason, restarts.
     pub detail: String,
-    /// What port-forward saw of its process (`unknown` when not probed).
+    /// What port-forward saw of its process on `localhost` (`unknown` when not probed).
     pub process: Status,
+    /// What the API server's proxy saw of its process on the pod IP (`unknown` when not
+    /// probed).
+    #[serde(default = "unknown_status")]
+    pub pod_ip: Status,
+    /// Both probes in words (`localhost:8080 accepts; 10.244.0.5:8080 refuses`).
+    #[serde(default)]
+    pub process_detail: String,
+}
+
+fn unknown_status() -> Status {
+    Status::Unknown
 }
 
 /// Everything `kubeway explain` says about a target.
@@ -460,6 +573,9 @@ pub struct PathReport {
     pub namespace: String,
     /// The kubeconfig context.
     pub context: String,
+    /// Which way the question was about (`--via`).
+    #[serde(default)]
+    pub intent: Intent,
     /// The environment.
     pub environment: EnvironmentSummary,
     /// The hops, in path order from the host to the process, then the API side path.
@@ -481,6 +597,21 @@ impl PathReport {
     /// The way of a kind, if the path has one.
     pub fn way(&self, kind: WayKind) -> Option<&Way> {
         self.ways.iter().find(|w| w.kind == kind)
+    }
+
+    /// The exit code `kubeway explain` gives this report: 0 healthy or degraded, 1 when the
+    /// question could not be answered (no context, API server, credentials or permission; a
+    /// target or namespace that does not exist; nothing could be checked), 3 when the path is
+    /// broken.
+    pub fn exit_code(&self) -> u8 {
+        match self.verdict.health {
+            Health::Healthy | Health::Degraded => 0,
+            Health::Unknown => 1,
+            Health::Broken => match &self.verdict.primary {
+                Some(p) if p.kind.is_error() => 1,
+                _ => 3,
+            },
+        }
     }
 
     /// The target as kubectl would write it (`svc/web:80`).

@@ -94,6 +94,20 @@ pub enum Event {
     },
     /// A connection ended other than completed, or any connection when asked for all.
     Connection(ConnectionReport),
+    /// A NodePort carrier switched way: to the forward when its NodePort stopped answering,
+    /// back when it answers again.
+    Carrier {
+        /// `namespace/name`.
+        service: String,
+        /// The Service port.
+        port: u16,
+        /// The NodePort address.
+        node_port: SocketAddr,
+        /// The way connections take now.
+        via: String,
+        /// Why.
+        why: String,
+    },
 }
 
 /// Where events go: a function called from the engine's tasks (it must not block).

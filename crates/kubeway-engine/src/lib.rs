@@ -32,11 +32,16 @@
 //! # }
 //! ```
 
+pub mod addressing;
+pub mod carrier;
 mod conn;
 pub mod event;
+pub mod journal;
+pub mod reach;
 mod report;
 mod router;
 mod serve;
+pub mod svcenv;
 
 pub use conn::{Killed, REPLAY_LIMIT, RoutedConn};
 pub use event::{ConnectionReport, End, Event, Events};

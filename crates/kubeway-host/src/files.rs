@@ -357,8 +357,9 @@ pub fn read_private(path: &Path, limit: u64) -> Result<Option<(Vec<u8>, u32)>, F
     Ok(Some((bytes, owner)))
 }
 
+/// `O_NOFOLLOW` for `OpenOptionsExt::custom_flags`.
 #[cfg(unix)]
-fn nofollow() -> i32 {
+pub fn nofollow() -> i32 {
     // The flag's value differs between systems; rustix knows it.
     i32::try_from(rustix::fs::OFlags::NOFOLLOW.bits()).unwrap_or(0)
 }

@@ -1,7 +1,8 @@
 //! What kubeway keeps on the host and how: private files and directories created safely (mode
 //! 0600/0700 from the start, never through a symbolic link, never overwriting what another
 //! program put there) in [`files`], the state directory without any shared-temp-folder fallback
-//! in [`state`], and whether a process still lives (a zombie does not) in [`process`].
+//! in [`state`], whether a process still lives (a zombie does not) in [`process`], and
+//! kubeway's block of names in a hosts file in [`hosts`].
 #![warn(missing_docs)]
 #![cfg_attr(
     not(test),
@@ -14,6 +15,7 @@
 )]
 
 pub mod files;
+pub mod hosts;
 pub mod process;
 pub mod state;
 

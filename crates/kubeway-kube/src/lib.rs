@@ -6,6 +6,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod apierror;
 pub mod backends;
 pub mod explain;
 pub mod loadbalancer;

@@ -31,6 +31,9 @@ pub struct Collected {
     pub cluster: Option<Cluster>,
     /// The `/version` failure, if the API server did not answer.
     pub api_error: Option<String>,
+    /// The same failure classified (401, 403, unreachable, timed out), with the user the
+    /// context authenticates as.
+    pub api_failure: Option<(kubeway_core::explain::ApiFailure, Option<String>)>,
     /// A NodePort to probe node reachability with, if any Service has one.
     pub node_port: Option<NodePortTarget>,
 }
@@ -88,6 +91,7 @@ fn minikube_profile(facts: &KubeconfigFacts) -> Option<MinikubeProfileFacts> {
 /// Collects a snapshot for the context the options select.
 pub async fn collect(opts: &ConnectOptions) -> Result<Collected, KubeError> {
     let kc = read_kubeconfig(opts)?;
+    let kc_for_user = kc.clone();
     let kc_json = serde_json::to_value(&kc).unwrap_or_default();
     let context = opts.context.clone().or_else(|| kc.current_context.clone());
     let facts =
@@ -112,9 +116,17 @@ pub async fn collect(opts: &ConnectOptions) -> Result<Collected, KubeError> {
     };
     let cluster = connect(opts).await?;
     let mut api_error = None;
+    let mut api_failure = None;
     match cluster.client.apiserver_version().await {
         Ok(v) => snapshot.server_version = Some(v.git_version),
-        Err(e) => api_error = Some(e.to_string()),
+        Err(e) => {
+            api_error = Some(crate::apierror::error_chain(&e));
+            let mut f = crate::apierror::classify(&e, "get", "/version", None);
+            f.verb = None;
+            f.resource = None;
+            let user = crate::apierror::credentials(&kc_for_user, &cluster.context).0;
+            api_failure = Some((f, user));
+        }
     }
     if api_error.is_none() {
         match Api::<Node>::all(cluster.client.clone())
@@ -130,7 +142,16 @@ pub async fn collect(opts: &ConnectOptions) -> Result<Collected, KubeError> {
                     }
                 }
             }
-            Err(e) => snapshot.nodes_error = Some(e.to_string()),
+            Err(e) => {
+                snapshot.nodes_error = Some(crate::apierror::error_chain(&e));
+                let f = crate::apierror::classify(&e, "list", "nodes", None);
+                // Credentials that are refused for everything are the API server's verdict;
+                // RBAC that hides nodes only leaves them unprobed.
+                if f.kind == kubeway_core::explain::ApiFailureKind::Unauthorized {
+                    let user = crate::apierror::credentials(&kc_for_user, &cluster.context).0;
+                    api_failure = Some((f, user));
+                }
+            }
         }
         snapshot.lb_hints = lb_hints(&cluster).await;
     }
@@ -143,6 +164,7 @@ pub async fn collect(opts: &ConnectOptions) -> Result<Collected, KubeError> {
         snapshot,
         cluster: Some(cluster),
         api_error,
+        api_failure,
         node_port,
     })
 }
@@ -183,12 +205,45 @@ async fn lb_hints(cluster: &Cluster) -> Vec<LbHint> {
     hints
 }
 
+/// A NodePort of a Service with a ready endpoint: a Service without one is refused by
+/// kube-proxy, which would say nothing about the way to the node.
 async fn first_node_port(cluster: &Cluster) -> Option<NodePortTarget> {
     let svcs = Api::<Service>::all(cluster.client.clone())
         .list(&ListParams::default())
         .await
         .ok()?;
+    let slices = Api::<k8s_openapi::api::discovery::v1::EndpointSlice>::all(cluster.client.clone())
+        .list(&ListParams::default())
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default();
+    let ready: std::collections::BTreeSet<(String, String)> = slices
+        .into_iter()
+        .filter(|s| {
+            s.endpoints
+                .iter()
+                .flatten()
+                .any(|e| e.conditions.as_ref().and_then(|c| c.ready) == Some(true))
+        })
+        .filter_map(|s| {
+            let ns = s.metadata.namespace.clone()?;
+            let svc = s
+                .metadata
+                .labels
+                .as_ref()?
+                .get("kubernetes.io/service-name")?
+                .clone();
+            Some((ns, svc))
+        })
+        .collect();
     svcs.items.into_iter().find_map(|s| {
+        let key = (
+            s.metadata.namespace.clone().unwrap_or_default(),
+            s.metadata.name.clone().unwrap_or_default(),
+        );
+        if !ready.contains(&key) {
+            return None;
+        }
         let ns = s.metadata.namespace.clone().unwrap_or_default();
         let name = s.metadata.name.clone().unwrap_or_default();
         let np = s

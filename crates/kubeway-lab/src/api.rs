@@ -112,6 +112,7 @@ fn route(path: &str) -> Result<Route, ApiError> {
                 [] => rr(res, Some(ns), None, None),
                 [name] => rr(res, Some(ns), Some(name), None),
                 [name, sub] => rr(res, Some(ns), Some(name), Some(sub)),
+                [name, "proxy", ..] => rr(res, Some(ns), Some(name), Some("proxy")),
                 _ => Err(not_found()),
             }
         }
@@ -371,6 +372,12 @@ fn resource_list(group: &str, version: &str) -> Option<Value> {
                     Some("autoscaling"),
                     Some("v1"),
                 ),
+                "proxy" => (
+                    "PodProxyOptions",
+                    vec!["create", "delete", "get", "patch", "update"],
+                    None,
+                    None,
+                ),
                 _ => ("PodPortForwardOptions", vec!["create", "get"], None, None),
             };
             let mut s = json!({"name": format!("{}/{}", r.plural, sub), "singularName": "", "namespaced": r.namespaced, "kind": kind, "verbs": verbs});
@@ -494,6 +501,9 @@ async fn resource(
     }
     if rr.sub.as_deref() == Some("portforward") {
         return portforward::handle(ctx, req, rr, q).await;
+    }
+    if rr.sub.as_deref() == Some("proxy") && rr.res.plural == "pods" {
+        return crate::podproxy::handle(ctx, req, rr).await;
     }
     if rr.sub.as_deref() == Some("log") {
         if req.method() != Method::GET {

@@ -23,6 +23,7 @@ pub mod logs;
 pub mod netns;
 pub mod openapi;
 pub mod patch;
+pub mod podproxy;
 pub mod portforward;
 pub mod protobuf;
 pub mod proxy;

@@ -114,7 +114,7 @@ pub static RESOURCES: &[ResourceDef] = &[
         namespaced: true,
         short_names: &["po"],
         verbs: RW,
-        subresources: &["status", "portforward", "log"],
+        subresources: &["status", "portforward", "proxy", "log"],
         categories: &["all"],
     },
     ResourceDef {

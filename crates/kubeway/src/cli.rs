@@ -69,7 +69,13 @@ pub enum Command {
     /// the pods to the process inside, checked live; the first broken hop is named with its
     /// layer (driver, Kubernetes, app, API) and the command that fixes or bypasses it.
     ///
-    /// Exit codes: 0 the path works (perhaps with warnings), 3 it is broken, 1 an error.
+    /// Exit codes:
+    ///   0  healthy, or degraded (a way works, something else is broken or a warning stands)
+    ///   1  an error: the question could not be asked or names nothing (no context, the API
+    ///      server unreachable, credentials rejected (401), RBAC refused reading the target
+    ///      (403), the target or namespace does not exist, bad input), or nothing could be
+    ///      checked end to end
+    ///   3  the path is broken: the verdict names the layer, the hop and the fix
     ///
     /// Examples:
     ///   kubeway explain web                     # a bare NAME is a Service
@@ -81,6 +87,11 @@ pub enum Command {
     /// The working URL of each port of a Service, like `minikube service` on any cluster: a
     /// LoadBalancer address or a NodePort when the host reaches it (checked live), otherwise a
     /// forward through the API server kept open in the foreground. Says which way and why.
+    /// Before it answers it checks the pods' processes as `explain` does: a Service port whose
+    /// way fails gets no URL, only the reason.
+    ///
+    /// Exit codes: 0 every URL works, 1 an error (API refused, not found, bad input), 3 a
+    /// Service port has no working URL (with --all, the working ones are still printed).
     ///
     /// Examples:
     ///   kubeway open web                 # table, and the browser on a desktop
@@ -439,10 +450,11 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Open(args) => return crate::open::run(&cli, args).await,
         Command::Tunnel(args) => return crate::tunnel::run(&cli, args).await,
         Command::Explain(args) => {
-            if !crate::explain::run(&cli, args).await? {
+            let code = crate::explain::run(&cli, args).await?;
+            if code != 0 {
                 use std::io::Write;
                 let _ = std::io::stdout().flush();
-                std::process::exit(3);
+                std::process::exit(i32::from(code));
             }
             return Ok(());
         }

@@ -44,6 +44,18 @@ pub(crate) async fn fetch(addr: std::net::SocketAddr) -> Result<(u16, String)> {
     Ok((status, String::from_utf8_lossy(&body).into_owned()))
 }
 
+/// Writes the picture into a private folder (0700), through a new file (0600) renamed into
+/// place, so the path never follows a link someone planted.
+/// Writes the demo's picture in the state directory (a private folder, the file replaced
+/// through a new temporary file, never through a link).
+fn write_picture(path: &std::path::Path, text: &str) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        kubeway_host::files::create_private_dir_all(dir)?;
+    }
+    kubeway_host::files::replace(path, text.as_bytes())?;
+    Ok(())
+}
+
 /// Runs the demo.
 pub async fn run(args: DemoArgs, output: Output) -> Result<()> {
     if args.tutorial {
@@ -107,7 +119,10 @@ async fn demo(
     };
     // What kubeway sees: the environment, then the path to `web` hop by hop.
     let env = crate::env::report(&opts, Duration::from_millis(500)).await?;
-    let svg = kubeconfig.with_file_name("web.svg");
+    // The picture outlives the demo (its temporary folder does not): the state directory.
+    let svg = kubeway_host::state::state_dir()
+        .map(|d| d.join("demo").join("web.svg"))
+        .unwrap_or_else(|_| kubeconfig.with_file_name("web.svg"));
     let explain_args = crate::cli::ExplainArgs {
         target: "svc/web".into(),
         via: crate::cli::Via::Any,
@@ -127,12 +142,12 @@ async fn demo(
             "{}",
             kubeway_core::render::text(&path, std::io::stdout().is_terminal())
         );
-        if kubeway_host::files::write_new(&svg, kubeway_core::render::svg(&path).as_bytes()).is_ok()
-        {
-            println!(
-                "  (the same path as a picture, while the demo runs: {})",
+        match write_picture(&svg, &kubeway_core::render::svg(&path)) {
+            Ok(()) => println!("  (the same path as a picture: {})", svg.display()),
+            Err(e) => println!(
+                "  (no picture of the path: writing {}: {e:#})",
                 svg.display()
-            );
+            ),
         }
         println!();
     }
@@ -182,7 +197,6 @@ async fn demo(
     }
     let stats = fwd.stats.clone();
     fwd.stop().await;
-    let _ = std::fs::remove_file(&svg);
     if text && !args.once {
         println!(
             "\nstopped: {} connection(s), {} bytes up, {} bytes down; the lab is gone and nothing is left listening",

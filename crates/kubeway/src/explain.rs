@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use kubeway_core::env::Tri;
 use kubeway_core::explain::{ExplainFacts, ProbeFacts, explain, service_port};
-use kubeway_core::path::{Health, PathReport};
+use kubeway_core::path::PathReport;
 use kubeway_core::render;
 use kubeway_core::target::{Target, TargetKind};
 use kubeway_kube::ConnectOptions;
@@ -88,8 +88,9 @@ pub async fn report(opts: &ConnectOptions, args: &ExplainArgs) -> Result<PathRep
     Ok(explain(&collected.facts))
 }
 
-/// Runs `kubeway explain`; a broken path exits with code 3.
-pub async fn run(cli: &Cli, args: &ExplainArgs) -> Result<bool> {
+/// Runs `kubeway explain`; the exit code is the report's: 0 healthy or degraded, 1 when the
+/// question could not be answered, 3 when the path is broken.
+pub async fn run(cli: &Cli, args: &ExplainArgs) -> Result<u8> {
     let opts = ConnectOptions {
         kubeconfig: cli.kubeconfig.clone(),
         context: cli.context.clone(),
@@ -105,5 +106,5 @@ pub async fn run(cli: &Cli, args: &ExplainArgs) -> Result<bool> {
         Output::Json => println!("{}", render::json(&r)?),
         Output::Text => print!("{}", render::text(&r, std::io::stdout().is_terminal())),
     }
-    Ok(r.verdict.health != Health::Broken)
+    Ok(r.exit_code())
 }

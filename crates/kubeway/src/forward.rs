@@ -166,6 +166,13 @@ impl Printer {
                 ),
                 v,
             ),
+            Event::Carrier {
+                service,
+                port,
+                via,
+                why,
+                ..
+            } => self.line(format!("{service} port {port}: now via {via}: {why}"), v),
             Event::ApiBack { target } => self.line(
                 format!("API server answers again; following {target} again"),
                 v,

@@ -27,7 +27,6 @@ mod exposure;
 mod forward;
 mod lab;
 mod open;
-mod reach;
 mod tunnel;
 mod tutorial;
 
@@ -101,8 +100,10 @@ fn main() -> ExitCode {
         }
     };
     let filter = match cli.verbose {
-        // kubeway reports watch failures itself (once, with the status and what to do).
-        0 => "warn,kube_runtime::watcher=error",
+        // kubeway reports watch failures and API errors itself (once, with the status and
+        // what to do); kube's client logs every 5xx at error level (the pod-IP probe expects
+        // 503s).
+        0 => "warn,kube_runtime::watcher=error,kube_client::client::builder=off",
         1 => "info,kubeway=info",
         2 => "debug,hyper=info,rustls=info",
         _ => "trace",

@@ -18,7 +18,7 @@ use serde_json::json;
 
 use crate::cli::{Cli, OpenArgs, Output};
 use crate::lab::shutdown_signal;
-use crate::reach::Direct;
+use kubeway_engine::reach::Direct;
 
 /// One opened port.
 #[derive(Debug, Clone, Serialize)]
@@ -60,12 +60,14 @@ pub async fn run(cli: &Cli, args: &OpenArgs) -> Result<()> {
             let name = Target::parse(name, TargetKind::Service)
                 .with_context(|| format!("reading the service {name:?}"))?
                 .name;
-            match svcs.get_opt(&name).await.with_context(|| {
-                format!(
-                    "cannot reach the API server at {} (is the cluster running?)",
-                    cluster.server
-                )
-            })? {
+            let got = match svcs.get_opt(&name).await {
+                Ok(g) => g,
+                Err(e) => bail!(
+                    "{} (API layer)",
+                    api_words(&e, "get", "services", &ns, &cluster, &opts)
+                ),
+            };
+            match got {
                 Some(s) => vec![s],
                 None => {
                     let known: Vec<String> = svcs
@@ -90,7 +92,13 @@ pub async fn run(cli: &Cli, args: &OpenArgs) -> Result<()> {
                 }
             }
         }
-        (None, true) => svcs.list(&ListParams::default()).await?.items,
+        (None, true) => match svcs.list(&ListParams::default()).await {
+            Ok(l) => l.items,
+            Err(e) => bail!(
+                "{} (API layer)",
+                api_words(&e, "list", "services", &ns, &cluster, &opts)
+            ),
+        },
         _ => bail!(
             "name a service (`kubeway open web`) or pass --all for every service of the namespace"
         ),
@@ -99,6 +107,8 @@ pub async fn run(cli: &Cli, args: &OpenArgs) -> Result<()> {
     let timeout = args.probe_timeout;
     let scheme = &args.scheme;
     let mut opened = Vec::new();
+    let mut failed: Vec<Failed> = Vec::new();
+    let mut warnings: Vec<String> = Vec::new();
     let mut forwards = Vec::new();
     for svc in services.iter().filter(|s| {
         s.spec
@@ -127,6 +137,51 @@ pub async fn run(cli: &Cli, args: &OpenArgs) -> Result<()> {
                 Some(n) if !n.is_empty() => format!("{n}/{port}"),
                 _ => port.to_string(),
             };
+            // The pods' processes first, as explain checks them: no URL for a way that fails.
+            let explain_args = crate::cli::ExplainArgs {
+                target: format!("svc/{name}:{port}"),
+                via: crate::cli::Via::Any,
+                svg: None,
+                probe_timeout: timeout,
+            };
+            match crate::explain::report(&opts, &explain_args).await {
+                Ok(r) if r.exit_code() != 0 => {
+                    let layer = r
+                        .verdict
+                        .primary
+                        .as_ref()
+                        .map(|p| p.layer.human())
+                        .unwrap_or("Kubernetes");
+                    failed.push(Failed {
+                        namespace: ns.clone(),
+                        name: name.clone(),
+                        port: label.clone(),
+                        reason: format!(
+                            "{} ({layer} layer; see `kubeway explain{} svc/{name}:{port}`)",
+                            r.verdict.summary.trim_end_matches('.'),
+                            if ns == "default" {
+                                String::new()
+                            } else {
+                                format!(" -n {ns}")
+                            }
+                        ),
+                    });
+                    continue;
+                }
+                Ok(r) if r.verdict.health == kubeway_core::path::Health::Degraded => {
+                    warnings.push(format!("{name} {label}: {}", r.verdict.summary));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    failed.push(Failed {
+                        namespace: ns.clone(),
+                        name: name.clone(),
+                        port: label.clone(),
+                        reason: format!("could not be checked: {e:#}"),
+                    });
+                    continue;
+                }
+            }
             let mut found: Option<(String, &str)> = None;
             let mut tried = Vec::new();
             for addr in &ingress {
@@ -178,21 +233,16 @@ pub async fn run(cli: &Cli, args: &OpenArgs) -> Result<()> {
                         }
                     };
                     if !fwd.has_ready_endpoint(Duration::from_secs(10)).await {
-                        let explain_args = crate::cli::ExplainArgs {
-                            target: format!("svc/{name}"),
-                            via: crate::cli::Via::Any,
-                            svg: None,
-                            probe_timeout: timeout,
-                        };
-                        let sentence = crate::explain::report(&opts, &explain_args)
-                            .await
-                            .map(|r| r.verdict.summary)
-                            .unwrap_or_else(|_| "no pod behind it is ready".into());
                         fwd.stop().await;
-                        eprintln!(
-                            "error: {name} port {label} has no working URL: {sentence} (Kubernetes layer; see `kubeway explain svc/{name}`)"
-                        );
-                        std::process::exit(3);
+                        failed.push(Failed {
+                            namespace: ns.clone(),
+                            name: name.clone(),
+                            port: label.clone(),
+                            reason: format!(
+                                "no pod behind it became ready for the forward (Kubernetes layer; see `kubeway explain svc/{name}`)"
+                            ),
+                        });
+                        continue;
                     }
                     let url = format!("{scheme}://{}", fwd.locals[0]);
                     forwards.push(fwd);
@@ -209,16 +259,47 @@ pub async fn run(cli: &Cli, args: &OpenArgs) -> Result<()> {
             });
         }
     }
-    if opened.is_empty() {
+    if opened.is_empty() && failed.is_empty() {
         bail!("no TCP port to open in namespace {ns} (Services without a selector are skipped)");
     }
+    if opened.is_empty() {
+        // Nothing works: say why on stderr, print no URL, exit 3.
+        for f in &failed {
+            eprintln!(
+                "error: {} port {} has no working URL: {}",
+                f.name, f.port, f.reason
+            );
+        }
+        let _ = std::io::Write::flush(&mut std::io::stdout());
+        std::process::exit(3);
+    }
     match (cli.output, args.url) {
-        (Output::Json, _) => println!("{}", serde_json::to_string_pretty(&json!(opened))?),
+        (Output::Json, _) => {
+            // One row per Service port, as before; a failing one has no URL and says why.
+            let mut rows: Vec<serde_json::Value> = opened.iter().map(|o| json!(o)).collect();
+            for (row, o) in rows.iter_mut().zip(&opened) {
+                let prefix = format!("{} {}: ", o.name, o.port);
+                if let Some(w) = warnings.iter().find(|w| w.starts_with(&prefix)) {
+                    row["warning"] = json!(w.trim_start_matches(&prefix));
+                }
+            }
+            rows.extend(failed.iter().map(|f| {
+                json!({"namespace": f.namespace, "name": f.name, "port": f.port, "url": null,
+                       "via": "failing", "why": f.reason})
+            }));
+            println!("{}", serde_json::to_string_pretty(&rows)?)
+        }
         (_, true) => {
             for o in &opened {
                 println!("{}", o.url);
             }
             // Scripts read URLs from stdout; the reasons go to the terminal.
+            for f in &failed {
+                eprintln!("{} {}: no working URL: {}", f.name, f.port, f.reason);
+            }
+            for w in &warnings {
+                eprintln!("warning: {w}");
+            }
             for o in opened.iter().filter(|o| o.why.is_some()) {
                 eprintln!(
                     "{} {}: forwarding because {}",
@@ -254,6 +335,18 @@ pub async fn run(cli: &Cli, args: &OpenArgs) -> Result<()> {
                     o.namespace, o.name, o.port, o.url, o.via
                 );
             }
+            for f in &failed {
+                println!(
+                    "{:wn$}  {:wa$}  {:wp$}  {:wu$}  failing",
+                    f.namespace, f.name, f.port, "-"
+                );
+            }
+            for f in &failed {
+                println!("{} {}: no working URL: {}", f.name, f.port, f.reason);
+            }
+            for w in &warnings {
+                println!("warning: {w}");
+            }
             for o in opened.iter().filter(|o| o.why.is_some()) {
                 println!(
                     "{} {}: forwarding because {}",
@@ -283,5 +376,42 @@ pub async fn run(cli: &Cli, args: &OpenArgs) -> Result<()> {
             f.stop().await;
         }
     }
+    if !failed.is_empty() {
+        let _ = std::io::Write::flush(&mut std::io::stdout());
+        std::process::exit(3);
+    }
     Ok(())
+}
+
+/// A Service port with no working URL, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct Failed {
+    /// Namespace.
+    pub namespace: String,
+    /// Service name.
+    pub name: String,
+    /// `name/port` or `port`.
+    pub port: String,
+    /// Why, as explain says it, with the layer.
+    pub reason: String,
+}
+
+/// An API error in words, with the user the context authenticates as.
+fn api_words(
+    e: &kube::Error,
+    verb: &str,
+    resource: &str,
+    ns: &str,
+    cluster: &kubeway_kube::Cluster,
+    opts: &ConnectOptions,
+) -> String {
+    let failure = kubeway_kube::apierror::classify(e, verb, resource, Some(ns));
+    let user = opts
+        .kubeconfig
+        .as_ref()
+        .map(kube::config::Kubeconfig::read_from)
+        .unwrap_or_else(kube::config::Kubeconfig::read)
+        .ok()
+        .and_then(|kc| kubeway_kube::apierror::credentials(&kc, &cluster.context).0);
+    kubeway_core::explain::api_failure_sentence(&failure, &cluster.server, user.as_deref())
 }

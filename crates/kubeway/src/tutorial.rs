@@ -29,12 +29,6 @@ const STEP_DEADLINE: Duration = Duration::from_secs(60);
 /// The guide's port-forward asks for this local port.
 const GUIDE_PORT: u16 = 7080;
 
-/// The instant `d` from now.
-fn deadline_after(d: Duration) -> Instant {
-    let now = Instant::now();
-    now.checked_add(d).unwrap_or(now)
-}
-
 /// Finds a program on PATH.
 fn on_path(name: &str) -> Option<PathBuf> {
     std::env::var_os("PATH").and_then(|p| {
@@ -240,7 +234,7 @@ async fn fetch(url: &str) -> Result<String> {
         .trim_end_matches('/')
         .parse()
         .with_context(|| format!("{url} is not an http://ADDRESS:PORT URL"))?;
-    let deadline = deadline_after(STEP_DEADLINE);
+    let deadline = deadline_in(STEP_DEADLINE);
     loop {
         match crate::demo::fetch(addr).await {
             Ok((200, body)) => return Ok(body),
@@ -387,7 +381,7 @@ async fn guide(t: &mut Tutorial<'_>) -> Result<()> {
         .and_then(|p| p.first())
         .and_then(|p| p.node_port)
         .unwrap_or(0);
-    let deadline = deadline_after(STEP_DEADLINE);
+    let deadline = deadline_in(STEP_DEADLINE);
     let slice_endpoints = loop {
         let slices = Api::<EndpointSlice>::namespaced(t.client.clone(), "default")
             .list(&ListParams::default().labels("kubernetes.io/service-name=hello-minikube"))
@@ -517,7 +511,7 @@ async fn guide(t: &mut Tutorial<'_>) -> Result<()> {
         .await?;
     // A platform with a load balancer of its own (k3s's servicelb) answers within moments.
     if lab.persona().builtin_load_balancer {
-        let deadline = deadline_after(Duration::from_secs(10));
+        let deadline = deadline_in(Duration::from_secs(10));
         while t.ingress("balanced").await?.is_none() && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -548,7 +542,7 @@ async fn guide(t: &mut Tutorial<'_>) -> Result<()> {
             .until("written to status.loadBalancer.ingress", true)
             .await?;
     }
-    let deadline = deadline_after(STEP_DEADLINE);
+    let deadline = deadline_in(STEP_DEADLINE);
     let external = loop {
         if let Some(ip) = t.ingress("balanced").await? {
             break ip;
@@ -598,7 +592,7 @@ async fn guide(t: &mut Tutorial<'_>) -> Result<()> {
     t.run("kubectl delete service hello-minikube").await?;
     t.run("kubectl delete deployment hello-minikube").await?;
     // Checked, not assumed: the pods drain, then nothing of hello-minikube is left.
-    let deadline = deadline_after(STEP_DEADLINE);
+    let deadline = deadline_in(STEP_DEADLINE);
     while !t.pods("hello-minikube").await?.is_empty() {
         if Instant::now() >= deadline {
             bail!("the hello-minikube pods were still there {STEP_DEADLINE:?} after the delete");
@@ -644,4 +638,11 @@ async fn guide(t: &mut Tutorial<'_>) -> Result<()> {
          \x20 (`kubeway env` names yours; `kubeway explain svc/NAME` checks every hop.)"
     );
     Ok(())
+}
+
+/// `now + d`, or a far deadline if that would overflow.
+fn deadline_in(d: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(d)
+        .unwrap_or_else(|| now.checked_add(Duration::from_secs(86_400)).unwrap_or(now))
 }

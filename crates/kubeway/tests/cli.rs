@@ -63,8 +63,10 @@ fn lab_up_serves_and_sigterm_leaves_nothing_behind() {
 
 #[test]
 fn demo_once_fetches_the_sample_page() {
+    let state = tempfile::tempdir().expect("tempdir");
     let out = kubeway()
         .args(["demo", "--once"])
+        .env("KUBEWAY_STATE_DIR", state.path())
         .output()
         .expect("kubeway runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -79,6 +81,14 @@ fn demo_once_fetches_the_sample_page() {
         "{stdout}"
     );
     assert!(stdout.contains("minikube persona"), "{stdout}");
+    // The picture the demo mentions is still there when the user looks.
+    let picture = stdout
+        .lines()
+        .find_map(|l| l.split("the same path as a picture: ").nth(1))
+        .map(|p| p.trim_end_matches(')').to_string())
+        .unwrap_or_else(|| panic!("the demo names its picture: {stdout}"));
+    let svg = std::fs::read_to_string(&picture).expect("the picture exists after the demo");
+    assert!(svg.contains("<svg"), "{picture}");
 }
 
 #[test]

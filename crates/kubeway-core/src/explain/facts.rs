@@ -82,6 +82,13 @@ pub struct ApiFacts {
     pub error: Option<String>,
     /// `gitVersion` from `/version`, when it answered.
     pub version: Option<String>,
+    /// How the API server refused or failed, when it did (401, 403, a dial error, a timeout).
+    pub failure: Option<ApiFailure>,
+    /// The kubeconfig user the context authenticates as (for "which user" in a 401).
+    pub user: Option<String>,
+    /// How that user authenticates: `token`, `client certificate`, `exec plugin NAME`,
+    /// `auth provider NAME`, `basic auth`, or `none`.
+    pub credentials: Option<String>,
 }
 
 impl Default for ApiFacts {
@@ -91,8 +98,49 @@ impl Default for ApiFacts {
             reachable: Tri::Unknown,
             error: None,
             version: None,
+            failure: None,
+            user: None,
+            credentials: None,
         }
     }
+}
+
+/// What went wrong when asking the API server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApiFailureKind {
+    /// 401: the credentials were rejected.
+    Unauthorized,
+    /// 403: RBAC (or another authorizer) denied the request.
+    Forbidden,
+    /// The server could not be dialled (refused, no route, DNS, TLS).
+    Unreachable,
+    /// The server did not answer in time.
+    TimedOut,
+    /// Any other error status.
+    Other,
+}
+
+/// One failed request to the API server, with what was asked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiFailure {
+    /// The kind of failure.
+    pub kind: ApiFailureKind,
+    /// The HTTP status, when there was an answer.
+    #[serde(default)]
+    pub status: Option<u16>,
+    /// The verb asked (`get`, `list`, `create`).
+    #[serde(default)]
+    pub verb: Option<String>,
+    /// The resource asked about (`services`, `pods/portforward`).
+    #[serde(default)]
+    pub resource: Option<String>,
+    /// The namespace asked in, for namespaced resources.
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// The server's (or the dialler's) message, verbatim.
+    #[serde(default)]
+    pub message: String,
 }
 
 /// A Service's `spec.type`.
@@ -204,6 +252,107 @@ pub struct WorkloadFacts {
     pub replicas: Option<u32>,
     /// `spec.selector.matchLabels`.
     pub selector: BTreeMap<String, String>,
+    /// `status.readyReplicas`.
+    pub ready_replicas: Option<u32>,
+    /// `status.conditions` that are not as they should be (`ReplicaFailure=True`,
+    /// `Progressing=False`, `Available=False`).
+    pub problems: Vec<ConditionFacts>,
+}
+
+/// A status condition, as the object reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ConditionFacts {
+    /// `type`.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// `status` (`True`, `False`, `Unknown`).
+    pub status: String,
+    /// `reason`.
+    pub reason: Option<String>,
+    /// `message`.
+    pub message: Option<String>,
+}
+
+/// A workload in the namespace (Deployment, StatefulSet, ReplicaSet without an owner), with the
+/// labels its pod template gives: to look one level up when a selector matches no pods.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WorkloadSummary {
+    /// `deployment`, `statefulset` or `replicaset`.
+    pub kind: String,
+    /// `metadata.name`.
+    pub name: String,
+    /// `spec.replicas` (`None`: unset, which means 1).
+    pub replicas: Option<u32>,
+    /// `status.readyReplicas`.
+    pub ready_replicas: Option<u32>,
+    /// `spec.template.metadata.labels`.
+    pub template_labels: BTreeMap<String, String>,
+    /// Conditions that are not as they should be.
+    pub problems: Vec<ConditionFacts>,
+}
+
+/// A pod in another namespace whose labels match the selector.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NamespacedName {
+    /// The namespace.
+    pub namespace: String,
+    /// The name.
+    pub name: String,
+}
+
+/// How a container reports its readiness probe.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ReadinessProbeFacts {
+    /// `httpGet`, `tcpSocket`, `exec` or `grpc`.
+    pub kind: String,
+    /// What it checks, in words (`GET :8080/healthz`, `TCP :9000`, `exec cat /tmp/ready`).
+    pub target: String,
+    /// The port it dials, when it dials one (resolved from a port name).
+    pub port: Option<u16>,
+}
+
+/// One container of a pod, as its status and spec report it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ContainerFacts {
+    /// The container's name.
+    pub name: String,
+    /// `image` from the spec.
+    pub image: String,
+    /// `ready` from its status.
+    pub ready: bool,
+    /// `restartCount`.
+    pub restarts: u32,
+    /// `state.waiting.reason`.
+    pub waiting_reason: Option<String>,
+    /// `state.waiting.message`.
+    pub waiting_message: Option<String>,
+    /// `lastState.terminated.exitCode` (or `state.terminated` for a container that stays down).
+    pub exit_code: Option<i32>,
+    /// `lastState.terminated.reason` (`Error`, `OOMKilled`, `Completed`).
+    pub exit_reason: Option<String>,
+    /// `lastState.terminated.message`.
+    pub exit_message: Option<String>,
+    /// The readiness probe from the spec.
+    pub readiness_probe: Option<ReadinessProbeFacts>,
+    /// The last lines of the previous run's log, when the API server serves logs.
+    pub last_log: Vec<String>,
+}
+
+/// An Event about a pod (Warnings only: Failed, BackOff, Unhealthy, FailedScheduling).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EventFacts {
+    /// `reason`.
+    pub reason: String,
+    /// `message`.
+    pub message: String,
+    /// `count` (1 when the event series has no count).
+    pub count: u32,
 }
 
 /// One entry of a container's `ports`.
@@ -251,6 +400,10 @@ pub struct PodFacts {
     pub owner: Option<String>,
     /// `metadata.deletionTimestamp` is set.
     pub terminating: bool,
+    /// Each container's image, state, last termination, readiness probe and log tail.
+    pub containers: Vec<ContainerFacts>,
+    /// The pod's Warning events, newest last.
+    pub events: Vec<EventFacts>,
 }
 
 /// A pod in the namespace with its labels, to say what a selector almost matched.
@@ -261,6 +414,9 @@ pub struct PodLabels {
     pub name: String,
     /// `metadata.labels`.
     pub labels: BTreeMap<String, String>,
+    /// The workload that owns it through its controllers, as `kind/name` (`deployment/web`);
+    /// `None` for a pod no controller owns.
+    pub workload: Option<String>,
 }
 
 /// One port of an EndpointSlice.
@@ -322,6 +478,22 @@ pub struct PortForwardProbe {
     pub error: Option<String>,
 }
 
+/// A dial of a pod's IP and port from inside the cluster, through the API server's proxy
+/// (`pods/NAME:PORT/proxy`): the address Services and the kubelet's probes use.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodIpProbe {
+    /// The pod.
+    pub pod: String,
+    /// The port dialled.
+    pub port: u16,
+    /// Whether the app accepted (`Unknown`: the proxy could not be used, e.g. RBAC).
+    #[serde(default = "tri_unknown")]
+    pub answered: Tri,
+    /// What the API server said.
+    #[serde(default)]
+    pub detail: Option<String>,
+}
+
 /// What a SelfSubjectAccessReview said about `pods/portforward` in the namespace.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
@@ -373,6 +545,12 @@ pub struct ExplainFacts {
     /// The names of objects of the target's kind in the namespace, for "did you mean".
     #[serde(default)]
     pub names_in_namespace: Vec<String>,
+    /// Whether the namespace exists (`Unknown`: not asked, or not allowed to ask).
+    #[serde(default = "tri_unknown")]
+    pub namespace_found: Tri,
+    /// The namespaces that exist, for "did you mean" when it does not.
+    #[serde(default)]
+    pub namespaces: Vec<String>,
     /// The Service, for Service targets.
     #[serde(default)]
     pub service: Option<ServiceFacts>,
@@ -385,6 +563,12 @@ pub struct ExplainFacts {
     /// Every pod in the namespace with its labels, to say what a selector almost matched.
     #[serde(default)]
     pub namespace_pods: Vec<PodLabels>,
+    /// The workloads of the namespace, to look one level up from a selector.
+    #[serde(default)]
+    pub workloads: Vec<WorkloadSummary>,
+    /// Pods in other namespaces that the Service's selector would match.
+    #[serde(default)]
+    pub other_namespace_pods: Vec<NamespacedName>,
     /// The endpoints of the Service's EndpointSlices.
     #[serde(default)]
     pub endpoints: Vec<EndpointFacts>,
@@ -397,9 +581,16 @@ pub struct ExplainFacts {
     /// `localhost:nodePort`, dialled from the host.
     #[serde(default)]
     pub localhost_probe: Option<ProbeFacts>,
-    /// Port-forwards to the target port of the pods (one or more pods).
+    /// Port-forwards to the target port of the pods: every ready pod (and the not-ready ones,
+    /// to tell why they are not ready).
     #[serde(default)]
     pub portforward: Vec<PortForwardProbe>,
+    /// Dials of the pods' IPs on the target port through the API server's proxy.
+    #[serde(default)]
+    pub pod_ip_probes: Vec<PodIpProbe>,
+    /// API requests that failed on the way (403 listing pods, …), besides the target lookup.
+    #[serde(default)]
+    pub api_failures: Vec<ApiFailure>,
     /// What the user may do with `pods/portforward`.
     #[serde(default)]
     pub rbac: RbacFacts,
@@ -417,15 +608,21 @@ impl ExplainFacts {
             environment: None,
             target_found: Tri::Unknown,
             names_in_namespace: Vec::new(),
+            namespace_found: Tri::Unknown,
+            namespaces: Vec::new(),
             service: None,
             workload: None,
             pods: Vec::new(),
             namespace_pods: Vec::new(),
+            workloads: Vec::new(),
+            other_namespace_pods: Vec::new(),
             endpoints: Vec::new(),
             node_probes: Vec::new(),
             lb_probes: Vec::new(),
             localhost_probe: None,
             portforward: Vec::new(),
+            pod_ip_probes: Vec::new(),
+            api_failures: Vec::new(),
             rbac: RbacFacts::default(),
         }
     }

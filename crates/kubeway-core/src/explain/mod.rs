@@ -53,11 +53,14 @@ mod facts;
 mod rules;
 mod words;
 
+pub use words::api_failure_sentence;
+
 pub use facts::{
-    ApiFacts, ContainerPortFacts, ContextFacts, EndpointFacts, EndpointPortFacts, ExplainFacts,
-    Intent, PodFacts, PodLabels, PortForwardProbe, ProbeFacts, RbacFacts, ServiceFacts,
-    ServicePortFacts, ServiceType, UnknownServiceType, WorkloadFacts, pod_declares, pod_port,
-    service_port,
+    ApiFacts, ApiFailure, ApiFailureKind, ConditionFacts, ContainerFacts, ContainerPortFacts,
+    ContextFacts, EndpointFacts, EndpointPortFacts, EventFacts, ExplainFacts, Intent,
+    NamespacedName, PodFacts, PodIpProbe, PodLabels, PortForwardProbe, ProbeFacts, RbacFacts,
+    ReadinessProbeFacts, ServiceFacts, ServicePortFacts, ServiceType, UnknownServiceType,
+    WorkloadFacts, WorkloadSummary, pod_declares, pod_port, service_port,
 };
 
 use crate::path::PathReport;

@@ -5,34 +5,56 @@ use std::collections::BTreeMap;
 
 use crate::env::{Detection, DriverName, HostKind, LbSupport, Provider};
 
-use super::facts::PodLabels;
+use super::facts::{ApiFailure, ApiFailureKind, PodLabels};
+
+/// A failed request to the API server as an API-layer sentence (no final period): which
+/// server, which user, what was refused and what to do.
+pub fn api_failure_sentence(failure: &ApiFailure, server: &str, user: Option<&str>) -> String {
+    let user = user.unwrap_or("the context's user");
+    let asked = match (&failure.verb, &failure.resource, &failure.namespace) {
+        (Some(v), Some(r), Some(ns)) => format!("{v} {r} in namespace {ns}"),
+        (Some(v), Some(r), None) => format!("{v} {r}"),
+        _ => "answer".to_string(),
+    };
+    let message = failure
+        .message
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    match failure.kind {
+        ApiFailureKind::Unauthorized => format!(
+            "the API server at {server} rejected the credentials of user {user} (401 Unauthorized): they are expired, revoked or meant for another cluster; get fresh ones from the tool that made the cluster (see `kubectl config view --minify`)"
+        ),
+        ApiFailureKind::Forbidden => format!(
+            "the API server at {server} does not let user {user} {asked} (403 Forbidden); check with `kubectl auth can-i {asked}`"
+        ),
+        ApiFailureKind::TimedOut => format!(
+            "the API server at {server} did not answer in time: is the cluster running, or a VPN in the way?"
+        ),
+        ApiFailureKind::Unreachable => format!(
+            "the API server at {server} cannot be reached ({message}): is the cluster running?"
+        ),
+        ApiFailureKind::Other => match failure.status {
+            Some(s) => format!("the API server at {server} answered {s} to {asked}: {message}"),
+            None => format!("the API server at {server} failed: {message}"),
+        },
+    }
+}
 
 /// Edit distance over characters, counting a swap of two neighbours as one edit (optimal string
 /// alignment), so `wbe` is one edit from `web`.
 pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
-    let a: Vec<char> = a.chars().collect();
-    let b: Vec<char> = b.chars().collect();
-    let width = b.len() + 1;
-    let mut d = vec![0usize; (a.len() + 1) * width];
-    for (i, row) in d.chunks_mut(width).enumerate() {
-        row[0] = i;
-    }
-    for (j, cell) in d.iter_mut().enumerate().take(width) {
-        *cell = j;
-    }
-    for i in 1..=a.len() {
-        for j in 1..=b.len() {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut best = (d[(i - 1) * width + j] + 1)
-                .min(d[i * width + j - 1] + 1)
-                .min(d[(i - 1) * width + j - 1] + cost);
-            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                best = best.min(d[(i - 2) * width + j - 2] + 1);
-            }
-            d[i * width + j] = best;
-        }
-    }
-    d[a.len() * width + b.len()]
+    strsim::osa_distance(a, b)
+}
+
+/// Whether `have` is close enough to `wanted` to be a typo of it: a few edits (a third of the
+/// length, one to three), or one containing the other.
+pub(crate) fn is_near(wanted: &str, have: &str) -> bool {
+    let wanted_len = wanted.chars().count();
+    let limit = (wanted_len / 3).clamp(1, 3);
+    edit_distance(wanted, have) <= limit
+        || (wanted_len >= 3
+            && (have.contains(wanted) || (have.chars().count() >= 3 && wanted.contains(have))))
 }
 
 /// Up to three names close to `wanted`: a small edit distance, or one containing the other.
@@ -71,13 +93,23 @@ pub(crate) fn label_text(labels: &BTreeMap<String, String>) -> String {
 pub(crate) struct NearMiss {
     /// The pod.
     pub pod: String,
-    /// What it has instead (`app=web-v2`, `no tier label`).
+    /// The workload that owns it (`deployment/web`), `None` for a pod no controller owns.
+    pub workload: Option<String>,
+    /// What it has instead (`app=wbe`, `no tier label`).
     pub has: String,
-    /// The label key and value it has for the first differing key, when it has that key.
-    pub other_value: Option<(String, String)>,
+    /// Selector keys whose value differs, with the pod's value: `(key, wanted, have)`.
+    pub other_values: Vec<(String, String, String)>,
+    /// Selector labels the pod lacks: `(key, wanted)`.
+    pub missing: Vec<(String, String)>,
+    /// Total edits between the wanted and the present values.
+    pub distance: usize,
 }
 
-/// Pods that share a selector key (with another value) or match part of the selector.
+/// Pods that almost match a selector, best first: every differing value is a near miss of the
+/// wanted one (a typo, `web` against `web-v2`) or a key is missing while the others match.
+/// Ranked by the number of labels that differ, then by edit distance (strsim's optimal string
+/// alignment). A pod with a value far from the wanted one is no near miss: `app=db` is not a
+/// typo of `app=web`.
 pub(crate) fn selector_near_misses(
     selector: &BTreeMap<String, String>,
     pods: &[PodLabels],
@@ -85,29 +117,48 @@ pub(crate) fn selector_near_misses(
     let mut misses = Vec::new();
     for pod in pods {
         let mut matched = 0;
-        let mut differing: Vec<String> = Vec::new();
-        let mut other_value = None;
+        let mut other_values = Vec::new();
+        let mut missing = Vec::new();
+        let mut far = false;
+        let mut distance = 0;
         for (k, v) in selector {
             match pod.labels.get(k) {
                 Some(have) if have == v => matched += 1,
                 Some(have) => {
-                    if other_value.is_none() {
-                        other_value = Some((k.clone(), have.clone()));
+                    if !is_near(v, have) {
+                        far = true;
                     }
-                    differing.push(format!("{k}={have}"));
+                    distance += edit_distance(v, have);
+                    other_values.push((k.clone(), v.clone(), have.clone()));
                 }
-                None => differing.push(format!("no {k} label")),
+                None => missing.push((k.clone(), v.clone())),
             }
         }
-        let shares_key = other_value.is_some();
-        if !differing.is_empty() && (matched > 0 || shares_key) {
-            misses.push(NearMiss {
-                pod: pod.name.clone(),
-                has: differing.join(", "),
-                other_value,
-            });
+        let differing = other_values.len() + missing.len();
+        if far || differing == 0 || (other_values.is_empty() && matched == 0) {
+            continue;
         }
+        let mut has: Vec<String> = other_values
+            .iter()
+            .map(|(k, _, have)| format!("{k}={have}"))
+            .collect();
+        has.extend(missing.iter().map(|(k, _)| format!("no {k} label")));
+        misses.push(NearMiss {
+            pod: pod.name.clone(),
+            workload: pod.workload.clone(),
+            has: has.join(", "),
+            other_values,
+            missing,
+            distance,
+        });
     }
+    misses.sort_by(|a, b| {
+        (a.other_values.len() + a.missing.len(), a.distance, &a.pod).cmp(&(
+            b.other_values.len() + b.missing.len(),
+            b.distance,
+            &b.pod,
+        ))
+    });
     misses
 }
 
@@ -324,6 +375,58 @@ pub(crate) fn start_commands(provider: Option<Provider>, context: &str) -> Vec<(
             format!("kubectl --context {} cluster-info", shell_word(context)),
         )],
     }
+}
+
+/// How to get credentials the API server accepts again, per provider and credential kind.
+pub(crate) fn refresh_commands(
+    provider: Option<Provider>,
+    context: &str,
+    credentials: &str,
+) -> Vec<(String, String)> {
+    let kind_name = context.strip_prefix("kind-").unwrap_or(context);
+    let k3d_name = context.strip_prefix("k3d-").unwrap_or(context);
+    let pair = |a: &str, c: String| (a.to_string(), c);
+    let mut out = match provider {
+        Some(Provider::Minikube) => vec![pair(
+            "have minikube write the profile's current credentials into the kubeconfig",
+            "minikube update-context".to_string(),
+        )],
+        Some(Provider::Kind) => vec![pair(
+            "have kind write the cluster's credentials into the kubeconfig again",
+            format!("kind export kubeconfig --name {}", shell_word(kind_name)),
+        )],
+        Some(Provider::K3d) => vec![pair(
+            "have k3d write the cluster's credentials into the kubeconfig again",
+            format!(
+                "k3d kubeconfig merge {} --kubeconfig-merge-default",
+                shell_word(k3d_name)
+            ),
+        )],
+        Some(Provider::K3s) => vec![pair(
+            "copy k3s's own kubeconfig again",
+            "sudo cat /etc/rancher/k3s/k3s.yaml".to_string(),
+        )],
+        Some(Provider::MicroK8s) => vec![pair(
+            "print MicroK8s' current kubeconfig",
+            "microk8s config".to_string(),
+        )],
+        _ => Vec::new(),
+    };
+    if credentials.starts_with("exec plugin") {
+        out.push(pair(
+            "run the exec plugin's login again (see its command in the user's exec section)",
+            format!(
+                "kubectl config view --minify --context {} -o jsonpath='{{.users[0].user.exec.command}}'",
+                shell_word(context)
+            ),
+        ));
+    } else if out.is_empty() {
+        out.push(pair(
+            "log in again the way your cluster hands out credentials, then check",
+            format!("kubectl --context {} auth whoami", shell_word(context)),
+        ));
+    }
+    out
 }
 
 /// How to get a LoadBalancer address in an environment without an implementation.

@@ -8,10 +8,12 @@
 
 use std::fmt::Write as _;
 
+use crate::explain::Intent;
 use crate::path::{Health, HopKind, PathReport, Status, WayKind};
 
 const WIDTH: u32 = 1000;
-const HEIGHT: u32 = 740;
+/// Where the verdict starts; the picture is as tall as the verdict needs below it.
+const VERDICT_Y: f64 = 690.0;
 const FONT: &str = "sans-serif";
 const MONO: &str = "monospace";
 const INK: &str = "#212121";
@@ -81,31 +83,14 @@ fn fits(width: f64, size: f64) -> usize {
     ((width / (size * 0.56)).floor() as usize).max(4)
 }
 
-/// Greedy word wrap to lines of at most `max` characters (long words are clipped).
-fn wrap(text: &str, max: usize, lines: usize) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    let mut line = String::new();
-    for word in text.split_whitespace() {
-        let word = clip(word, max);
-        let len = line.chars().count();
-        if len > 0 && len + 1 + word.chars().count() > max {
-            out.push(std::mem::take(&mut line));
-        }
-        if !line.is_empty() {
-            line.push(' ');
-        }
-        line.push_str(&word);
-    }
-    if !line.is_empty() {
-        out.push(line);
-    }
-    if out.len() > lines {
-        out.truncate(lines);
-        if let Some(last) = out.last_mut() {
-            *last = clip(&format!("{last} …"), max);
-        }
-    }
-    out
+/// Word wrap to lines of at most `max` characters (textwrap; long words are broken, nothing
+/// is cut).
+fn wrap(text: &str, max: usize) -> Vec<String> {
+    textwrap::wrap(text, max.max(1))
+        .into_iter()
+        .map(|l| l.into_owned())
+        .filter(|l| !l.is_empty())
+        .collect()
 }
 
 struct Canvas {
@@ -191,7 +176,9 @@ impl Canvas {
     }
 }
 
-/// A box for one hop (or a neutral one when the report has no such hop), with up to two lines.
+/// A box for one hop (or a neutral one when the report has no such hop): the title and the
+/// detail wrapped to the box's width, the box as tall as its text needs (at least `h`).
+/// Returns the height drawn.
 #[allow(clippy::too_many_arguments)]
 fn hop_box(
     c: &mut Canvas,
@@ -201,41 +188,33 @@ fn hop_box(
     title: &str,
     detail: Option<&str>,
     title_size: f64,
-) {
+) -> f64 {
     let hop = report.hop(kind);
     let status = hop.map(|h| h.status).unwrap_or(Status::Skipped);
     let id = format!("hop-{}", kind.id());
+    let titles = wrap(title, fits(w - 12.0, title_size));
+    let details = detail
+        .filter(|d| !d.is_empty())
+        .map(|d| wrap(d, fits(w - 12.0, 11.0)))
+        .unwrap_or_default();
+    let title_step = title_size + 3.0;
+    let needed = 10.0 + titles.len() as f64 * title_step + details.len() as f64 * 13.0 + 4.0;
+    let h = h.max(needed);
     c.open_group(&id, status);
     c.rect(x, y, w, h, 6.0, status, false);
-    let max = fits(w - 12.0, title_size);
-    let two_lines = detail.is_some() && h >= 36.0;
-    let ty = if two_lines {
-        y + h / 2.0 - 3.0
-    } else {
-        y + h / 2.0 + title_size / 3.0
-    };
-    c.text(
-        x + w / 2.0,
-        ty,
-        title_size,
-        "bold",
-        INK,
-        "middle",
-        &clip(title, max),
-    );
-    if let Some(d) = detail.filter(|_| two_lines) {
-        let max = fits(w - 12.0, 11.0);
-        c.text(
-            x + w / 2.0,
-            ty + 15.0,
-            11.0,
-            "normal",
-            MUTED,
-            "middle",
-            &clip(d, max),
-        );
+    let block = titles.len() as f64 * title_step + details.len() as f64 * 13.0;
+    let mut ty = y + (h - block) / 2.0 + title_size - 2.0;
+    for line in &titles {
+        c.text(x + w / 2.0, ty, title_size, "bold", INK, "middle", line);
+        ty += title_step;
+    }
+    ty -= 2.0;
+    for line in &details {
+        c.text(x + w / 2.0, ty + 9.0, 11.0, "normal", MUTED, "middle", line);
+        ty += 13.0;
     }
     c.close_group();
+    h
 }
 
 fn health_status(health: Health) -> Status {
@@ -251,19 +230,49 @@ fn observed(report: &PathReport, kind: HopKind) -> Option<String> {
     report.hop(kind).map(|h| h.observed.clone())
 }
 
-/// Renders the report as a self-contained SVG 1.1 document with a fixed viewBox.
+/// `--via node-port` for a report about one kind of way; nothing for "any way".
+fn via_flag(intent: Intent) -> &'static str {
+    match intent {
+        Intent::Any => "",
+        Intent::Direct => " --via direct",
+        Intent::NodePort => " --via node-port",
+        Intent::LoadBalancer => " --via load-balancer",
+        Intent::PortForward => " --via port-forward",
+    }
+}
+
+/// The verdict's lines (bold head first) and its fix lines.
+fn verdict_lines(report: &PathReport) -> (Vec<String>, Vec<String>) {
+    let v = &report.verdict;
+    let head = super::text::verdict_head(report);
+    let lines = wrap(&format!("{head}: {}", v.summary), 112);
+    let fix = v
+        .primary
+        .as_ref()
+        .and_then(|p| p.fixes.iter().find_map(|f| f.command.clone()))
+        .map(|cmd| wrap(&format!("fix: {cmd}"), 120))
+        .unwrap_or_default();
+    (lines, fix)
+}
+
+/// Renders the report as a self-contained SVG 1.1 document; the viewBox is as tall as the
+/// verdict needs.
 pub fn svg(report: &PathReport) -> String {
     let mut c = Canvas { out: String::new() };
+    let (lines, fix) = verdict_lines(report);
+    let height =
+        (VERDICT_Y + lines.len() as f64 * 18.0 + fix.len() as f64 * 17.0 + 24.0).ceil() as u32;
     let _ = writeln!(
         c.out,
         r#"<?xml version="1.0" encoding="UTF-8"?>
-<svg xmlns="http://www.w3.org/2000/svg" version="1.1" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}">"#
+<svg xmlns="http://www.w3.org/2000/svg" version="1.1" width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}">"#
     );
-    let _ = writeln!(
-        c.out,
-        "<title>{}</title>",
-        escape(&format!("kubeway explain {}", report.target_short()))
+    let title = format!(
+        "kubeway explain {}{}",
+        report.target_short(),
+        via_flag(report.intent)
     );
+    let _ = writeln!(c.out, "<title>{}</title>", escape(&title));
     c.out.push_str("<defs>\n");
     for status in ALL_STATUSES {
         let _ = writeln!(
@@ -276,19 +285,21 @@ pub fn svg(report: &PathReport) -> String {
     c.out.push_str("</defs>\n");
     let _ = writeln!(
         c.out,
-        r##"<rect x="0" y="0" width="{WIDTH}" height="{HEIGHT}" fill="#ffffff"/>"##
+        r##"<rect x="0" y="0" width="{WIDTH}" height="{height}" fill="#ffffff"/>"##
     );
 
     // Title.
-    c.text(
-        20.0,
-        34.0,
-        20.0,
-        "bold",
-        INK,
-        "start",
-        &clip(&format!("kubeway explain {}", report.target_short()), 70),
-    );
+    for (i, line) in wrap(&title, 80).iter().enumerate() {
+        c.text(
+            20.0,
+            34.0 + i as f64 * 22.0,
+            20.0,
+            "bold",
+            INK,
+            "start",
+            line,
+        );
+    }
     let sub = format!(
         "namespace {} · context {} · {}",
         report.namespace, report.context, report.environment.display
@@ -302,7 +313,7 @@ pub fn svg(report: &PathReport) -> String {
     draw_pods(&mut c, report);
     draw_ways(&mut c, report);
     draw_legend(&mut c);
-    draw_verdict(&mut c, report);
+    draw_verdict(&mut c, report, &lines, &fix);
 
     c.out.push_str("</svg>\n");
     c.out
@@ -382,7 +393,7 @@ fn draw_boundary_and_node(c: &mut Canvas, report: &PathReport) {
         (Some(label), hop) => {
             let status = hop.map(|h| h.status).unwrap_or(Status::Skipped);
             c.open_group("hop-driver_boundary", status);
-            c.rect(200.0, 168.0, 780.0, 434.0, 14.0, status, true);
+            c.rect(200.0, 168.0, 780.0, 464.0, 14.0, status, true);
             c.text(
                 216.0,
                 188.0,
@@ -393,15 +404,17 @@ fn draw_boundary_and_node(c: &mut Canvas, report: &PathReport) {
                 &clip(label, 70),
             );
             if let Some(h) = hop {
-                c.text(
-                    905.0,
-                    188.0,
-                    11.0,
-                    "normal",
-                    stroke(status),
-                    "end",
-                    &clip(&h.observed, 60),
-                );
+                for (i, line) in wrap(&h.observed, 56).iter().enumerate() {
+                    c.text(
+                        965.0,
+                        184.0 + i as f64 * 12.0,
+                        11.0,
+                        "normal",
+                        stroke(status),
+                        "end",
+                        line,
+                    );
+                }
             }
             c.close_group();
         }
@@ -429,7 +442,7 @@ fn draw_boundary_and_node(c: &mut Canvas, report: &PathReport) {
         .unwrap_or_default();
     let _ = writeln!(
         c.out,
-        r##"<g id="node"><rect x="240" y="206" width="720" height="380" rx="10" fill="#fafafa" stroke="#757575" stroke-width="1.5"/>"##
+        r##"<g id="node"><rect x="240" y="206" width="720" height="410" rx="10" fill="#fafafa" stroke="#757575" stroke-width="1.5"/>"##
     );
     c.text(
         256.0,
@@ -488,34 +501,32 @@ fn draw_kubernetes(c: &mut Canvas, report: &PathReport) {
     let x = 400.0;
     let w = 190.0;
     // Connectors first, so boxes sit on top.
-    let seg = |c: &mut Canvas, id: &str, from: (f64, f64), to: (f64, f64), kind: HopKind| {
-        let status = report
-            .hop(kind)
-            .map(|h| h.status)
-            .unwrap_or(Status::Skipped);
-        c.arrow(id, &[from, to], status, None);
-    };
+    let seg =
+        |c: &mut Canvas, id: &str, from: (f64, f64), to: (f64, f64), kinds: (HopKind, HopKind)| {
+            let status = arrow_status(report, Some(kinds.0), kinds.1);
+            c.arrow(id, &[from, to], status, None);
+        };
     if report.hop(HopKind::Service).is_some() {
         seg(
             c,
             "link-service-endpoints",
             (x + w / 2.0, 306.0),
             (x + w / 2.0, 356.0),
-            HopKind::Endpoints,
+            (HopKind::Service, HopKind::Endpoints),
         );
         seg(
             c,
             "link-endpoints-pods",
             (x + w, 383.0),
             (610.0, 383.0),
-            HopKind::Endpoints,
+            (HopKind::Endpoints, HopKind::Pods),
         );
         seg(
             c,
             "link-endpoints-pods-2",
             (610.0, 383.0),
             (628.0, 300.0),
-            HopKind::Endpoints,
+            (HopKind::Endpoints, HopKind::Pods),
         );
         if report.hop(HopKind::NodePort).is_some() {
             seg(
@@ -523,7 +534,7 @@ fn draw_kubernetes(c: &mut Canvas, report: &PathReport) {
                 "link-nodeport-service",
                 (352.0, 284.0),
                 (x - 2.0, 280.0),
-                HopKind::Service,
+                (HopKind::NodePort, HopKind::Service),
             );
         }
         if report.hop(HopKind::LbIngress).is_some() {
@@ -532,7 +543,7 @@ fn draw_kubernetes(c: &mut Canvas, report: &PathReport) {
                 "link-lb-service",
                 (352.0, 344.0),
                 (x - 2.0, 292.0),
-                HopKind::Service,
+                (HopKind::LbIngress, HopKind::Service),
             );
         }
         if report.hop(HopKind::LocalhostNodePort).is_some() {
@@ -541,7 +552,7 @@ fn draw_kubernetes(c: &mut Canvas, report: &PathReport) {
                 "link-localhost-service",
                 (312.0, 462.0),
                 (x - 2.0, 298.0),
-                HopKind::Service,
+                (HopKind::LocalhostNodePort, HopKind::Service),
             );
         }
         let svc = report.hop(HopKind::Service);
@@ -588,7 +599,7 @@ fn draw_kubernetes(c: &mut Canvas, report: &PathReport) {
             "link-selector-pods",
             (x + w, 284.0),
             (628.0, 284.0),
-            HopKind::Selector,
+            (HopKind::Selector, HopKind::Pods),
         );
         hop_box(
             c,
@@ -601,6 +612,19 @@ fn draw_kubernetes(c: &mut Canvas, report: &PathReport) {
         );
     }
     if let Some(tp) = report.hop(HopKind::TargetPort) {
+        // The target port sits between the EndpointSlice (or a workload's selector) and the
+        // pods: connected both ways, never floating.
+        let (from, top) = if report.hop(HopKind::Service).is_some() {
+            (HopKind::Endpoints, 410.0)
+        } else {
+            (HopKind::Selector, 312.0)
+        };
+        c.arrow(
+            "link-targetport-in",
+            &[(x + w / 2.0, top), (x + w / 2.0, 424.0)],
+            arrow_status(report, Some(from), HopKind::TargetPort),
+            None,
+        );
         let label = tp.label.clone();
         let detail = tp.observed.clone();
         hop_box(
@@ -630,23 +654,34 @@ fn draw_pods(c: &mut Canvas, report: &PathReport) {
         .map(|h| h.status)
         .unwrap_or(Status::Skipped);
     c.open_group("hop-pods", pods_status);
-    let rows = report.pods.len().clamp(1, 5) as f64;
+    // Each pod's row: its name, then its address and state, wrapped (nothing is cut).
+    let rows: Vec<(Vec<String>, Vec<String>)> = report
+        .pods
+        .iter()
+        .take(5)
+        .map(|pod| {
+            let addr = match (&pod.ip, pod.port) {
+                (Some(ip), Some(port)) => format!("{ip}:{port}"),
+                (Some(ip), None) => ip.clone(),
+                (None, _) => "no address".to_string(),
+            };
+            (
+                wrap(&pod.name, 30),
+                wrap(&format!("{addr} · {}", pod.detail), 42),
+            )
+        })
+        .collect();
+    let row_h =
+        |r: &(Vec<String>, Vec<String>)| 10.0 + r.0.len() as f64 * 14.0 + r.1.len() as f64 * 12.0;
     let more = if report.pods.len() > 5 { 20.0 } else { 0.0 };
-    let h = 36.0 + rows * 46.0 + more;
+    let rows_h: f64 = rows.iter().map(|r| row_h(r) + 6.0).sum::<f64>().max(52.0);
+    let h = 36.0 + rows_h + more;
     c.rect(x, y, w, h, 8.0, pods_status, false);
     let title = match report.hop(HopKind::Pods) {
         Some(h) => format!("{} · {}", h.label, h.observed),
         None => "Pods".to_string(),
     };
-    c.text(
-        x + 12.0,
-        y + 20.0,
-        13.0,
-        "bold",
-        INK,
-        "start",
-        &clip(&title, 40),
-    );
+    c.text(x + 12.0, y + 20.0, 13.0, "bold", INK, "start", &title);
     c.close_group();
     if report.pods.is_empty() {
         let _ = writeln!(
@@ -666,56 +701,49 @@ fn draw_pods(c: &mut Canvas, report: &PathReport) {
             "no pods",
         );
     }
-    for (i, pod) in report.pods.iter().take(5).enumerate() {
-        let py = y + 32.0 + i as f64 * 46.0;
+    let mut py = y + 32.0;
+    for (i, (pod, row)) in report.pods.iter().zip(&rows).enumerate() {
+        let rh = row_h(row);
         c.open_group(&format!("pod-{i}"), pod.status);
-        c.rect(x + 12.0, py, w - 24.0, 40.0, 6.0, pod.status, false);
-        c.text(
-            x + 22.0,
-            py + 17.0,
-            12.0,
-            "bold",
-            INK,
-            "start",
-            &clip(&pod.name, 26),
-        );
-        let addr = match (&pod.ip, pod.port) {
-            (Some(ip), Some(port)) => format!("{ip}:{port}"),
-            (Some(ip), None) => ip.clone(),
-            (None, _) => "no address".to_string(),
-        };
-        c.text(
-            x + 22.0,
-            py + 32.0,
-            11.0,
-            "normal",
-            MUTED,
-            "start",
-            &clip(&format!("{addr} · {}", pod.detail), 34),
-        );
+        c.rect(x + 12.0, py, w - 24.0, rh, 6.0, pod.status, false);
+        let mut ty = py + 16.0;
+        for line in &row.0 {
+            c.text(x + 22.0, ty, 12.0, "bold", INK, "start", line);
+            ty += 14.0;
+        }
+        for line in &row.1 {
+            c.text(x + 22.0, ty - 1.0, 10.5, "normal", MUTED, "start", line);
+            ty += 12.0;
+        }
         c.close_group();
-        // The process inside, as port-forward saw it.
-        c.open_group(&format!("process-{i}"), pod.process);
-        c.rect(x + w - 84.0, py + 9.0, 62.0, 22.0, 4.0, pod.process, false);
+        // The process inside, as port-forward (localhost) and the pod-IP probe saw it.
+        let process = if pod.process == Status::Broken || pod.pod_ip == Status::Broken {
+            Status::Broken
+        } else {
+            pod.process
+        };
+        c.open_group(&format!("process-{i}"), process);
+        c.rect(x + w - 84.0, py + 8.0, 62.0, 22.0, 4.0, process, false);
         let label = match pod.port {
             Some(p) => format!("app :{p}"),
             None => "app".to_string(),
         };
         c.text(
             x + w - 53.0,
-            py + 24.0,
+            py + 23.0,
             11.0,
             "normal",
             INK,
             "middle",
-            &clip(&label, 10),
+            &label,
         );
         c.close_group();
+        py += rh + 6.0;
     }
     if report.pods.len() > 5 {
         c.text(
             x + w / 2.0,
-            y + 32.0 + 5.0 * 46.0 + 12.0,
+            py + 12.0,
             12.0,
             "normal",
             MUTED,
@@ -724,6 +752,20 @@ fn draw_pods(c: &mut Canvas, report: &PathReport) {
         );
     }
     if let Some(p) = report.hop(HopKind::Process) {
+        // The target port leads to the process listening on it.
+        if report.hop(HopKind::TargetPort).is_some() {
+            c.arrow(
+                "link-targetport-pods",
+                &[
+                    (590.0, 448.0),
+                    (610.0, 448.0),
+                    (610.0, y + h + 32.0),
+                    (628.0, y + h + 32.0),
+                ],
+                arrow_status(report, Some(HopKind::TargetPort), HopKind::Process),
+                None,
+            );
+        }
         let label = p.label.clone();
         let detail = p.observed.clone();
         hop_box(
@@ -738,45 +780,65 @@ fn draw_pods(c: &mut Canvas, report: &PathReport) {
     }
 }
 
+/// The colour of an arrow: the status of the hop it leads to. When nothing can leave the hop
+/// it comes from (broken, skipped, absent), the arrow is grey and dotted: no traffic flows there.
+fn arrow_status(report: &PathReport, from: Option<HopKind>, to: HopKind) -> Status {
+    let of = |k: HopKind| report.hop(k).map(|h| h.status);
+    if let Some(f) = from
+        && matches!(of(f), None | Some(Status::Broken | Status::Skipped))
+    {
+        return Status::Skipped;
+    }
+    of(to).unwrap_or(Status::Skipped)
+}
+
 fn draw_ways(c: &mut Canvas, report: &PathReport) {
     for way in &report.ways {
         let id = format!("way-{}", way_id(way.kind));
         match way.kind {
-            WayKind::NodePort => c.arrow(
-                &id,
-                &[(170.0, 284.0), (220.0, 284.0)],
-                way.status,
-                Some((172.0, 276.0, "NodePort")),
-            ),
+            WayKind::NodePort => {
+                // From the host across the boundary (when there is one) into the NodePort.
+                let boundary = report.hop(HopKind::DriverBoundary).map(|h| h.status);
+                let status = match boundary {
+                    Some(s @ (Status::Broken | Status::Warning)) => s,
+                    _ => arrow_status(report, None, HopKind::NodePort),
+                };
+                c.arrow(
+                    &id,
+                    &[(170.0, 284.0), (220.0, 284.0)],
+                    status,
+                    Some((172.0, 276.0, "NodePort")),
+                )
+            }
             WayKind::LoadBalancer => c.arrow(
                 &id,
                 &[(170.0, 344.0), (220.0, 344.0)],
-                way.status,
+                arrow_status(report, None, HopKind::LbIngress),
                 Some((172.0, 336.0, "LB")),
             ),
             WayKind::LocalhostNodePort => c.arrow(
                 &id,
                 &[(95.0, 380.0), (95.0, 462.0), (180.0, 462.0)],
-                way.status,
+                arrow_status(report, None, HopKind::LocalhostNodePort),
                 Some((100.0, 455.0, "localhost")),
             ),
             WayKind::PortForward => {
                 c.arrow(
                     &id,
                     &[(95.0, 240.0), (95.0, 110.0), (228.0, 110.0)],
-                    way.status,
+                    arrow_status(report, Some(HopKind::Context), HopKind::ApiServer),
                     Some((102.0, 104.0, "port-forward")),
                 );
                 c.arrow(
                     &format!("{id}-api"),
                     &[(460.0, 110.0), (488.0, 110.0)],
-                    way.status,
+                    arrow_status(report, Some(HopKind::ApiServer), HopKind::Rbac),
                     None,
                 );
                 c.arrow(
                     &format!("{id}-kubelet"),
                     &[(710.0, 110.0), (930.0, 110.0), (930.0, 238.0)],
-                    way.status,
+                    arrow_status(report, Some(HopKind::Rbac), HopKind::Process),
                     Some((720.0, 104.0, "via kubelet to localhost in the pod")),
                 );
             }
@@ -795,13 +857,13 @@ fn way_id(kind: WayKind) -> &'static str {
 
 fn draw_legend(c: &mut Canvas) {
     c.out.push_str("<g id=\"legend\">\n");
-    c.text(20.0, 628.0, 12.0, "bold", INK, "start", "Legend");
+    c.text(20.0, 658.0, 12.0, "bold", INK, "start", "Legend");
     let mut x = 80.0;
     for status in ALL_STATUSES {
-        c.rect(x, 617.0, 16.0, 14.0, 3.0, status, false);
+        c.rect(x, 647.0, 16.0, 14.0, 3.0, status, false);
         c.text(
             x + 22.0,
-            628.0,
+            658.0,
             12.0,
             "normal",
             INK,
@@ -812,12 +874,12 @@ fn draw_legend(c: &mut Canvas) {
     }
     let _ = writeln!(
         c.out,
-        r##"<line x1="{x:.1}" y1="624" x2="{:.1}" y2="624" stroke="#616161" stroke-width="2" stroke-dasharray="8 6"/>"##,
+        r##"<line x1="{x:.1}" y1="654" x2="{:.1}" y2="654" stroke="#616161" stroke-width="2" stroke-dasharray="8 6"/>"##,
         x + 30.0
     );
     c.text(
         x + 38.0,
-        628.0,
+        658.0,
         12.0,
         "normal",
         INK,
@@ -827,20 +889,14 @@ fn draw_legend(c: &mut Canvas) {
     c.out.push_str("</g>\n");
 }
 
-fn draw_verdict(c: &mut Canvas, report: &PathReport) {
-    let v = &report.verdict;
-    let status = health_status(v.health);
+fn draw_verdict(c: &mut Canvas, report: &PathReport, lines: &[String], fix: &[String]) {
+    let status = health_status(report.verdict.health);
     c.open_group("verdict", status);
-    let head = match &v.primary {
-        Some(p) => format!("{} — at {} ({} layer): ", v.health, p.hop, p.layer),
-        None => format!("{}: ", v.health),
-    };
-    let lines = wrap(&format!("{head}{}", v.summary), 112, 3);
     for (i, line) in lines.iter().enumerate() {
         let weight = if i == 0 { "bold" } else { "normal" };
         c.text(
             20.0,
-            660.0 + i as f64 * 18.0,
+            VERDICT_Y + i as f64 * 18.0,
             14.0,
             weight,
             stroke(status),
@@ -848,16 +904,12 @@ fn draw_verdict(c: &mut Canvas, report: &PathReport) {
             line,
         );
     }
-    if let Some(cmd) = v
-        .primary
-        .as_ref()
-        .and_then(|p| p.fixes.iter().find_map(|f| f.command.clone()))
-    {
+    for (i, line) in fix.iter().enumerate() {
         let _ = writeln!(
             c.out,
             r#"<text x="20" y="{:.1}" font-family="{MONO}" font-size="13" fill="{INK}">{}</text>"#,
-            660.0 + lines.len() as f64 * 18.0 + 4.0,
-            escape(&clip(&format!("fix: {cmd}"), 140))
+            VERDICT_Y + lines.len() as f64 * 18.0 + 4.0 + i as f64 * 17.0,
+            escape(line)
         );
     }
     c.close_group();
@@ -1049,7 +1101,12 @@ mod tests {
         let root = &elements[0];
         assert_eq!(root.name, "svg");
         assert_eq!(root.attr("xmlns"), Some("http://www.w3.org/2000/svg"));
-        assert_eq!(root.attr("viewBox"), Some("0 0 1000 740"));
+        assert!(
+            root.attr("viewBox")
+                .is_some_and(|v| v.starts_with("0 0 1000 ")),
+            "{:?}",
+            root.attr("viewBox")
+        );
         assert!(elements.iter().any(|e| e.attr("id") == Some("legend")));
         for id in [
             "hop-service",
@@ -1096,7 +1153,7 @@ mod tests {
             Some(stroke(Status::Broken))
         );
         assert!(doc.contains("no pods"));
-        assert!(doc.contains("at selector (kubernetes layer)"));
+        assert!(doc.contains("broken at the selector (Kubernetes layer)"));
 
         let doc = svg(&explain(&boundary_facts()));
         let elements = parse(&doc).unwrap_or_else(|e| panic!("{e}\n{doc}"));
@@ -1149,11 +1206,78 @@ mod tests {
     }
 
     #[test]
-    fn wrapping_and_clipping_never_panic() {
+    fn wrapping_keeps_every_word() {
         assert_eq!(clip("héllo wörld", 5), "héll…");
-        assert_eq!(wrap("a b c", 1, 1), ["a …"].map(|s| clip(s, 1)));
-        assert!(wrap("", 10, 3).is_empty());
+        assert!(wrap("", 10).is_empty());
+        let text = "not reachable: behind the boundary of minikube's docker driver";
+        let lines = wrap(text, 12);
+        assert!(lines.iter().all(|l| l.chars().count() <= 12), "{lines:?}");
+        assert_eq!(
+            lines.join(" ").split_whitespace().collect::<Vec<_>>(),
+            text.split_whitespace().collect::<Vec<_>>(),
+            "nothing is cut"
+        );
         let long = "x".repeat(500);
-        assert!(wrap(&long, 10, 3).iter().all(|l| l.chars().count() <= 10));
+        assert_eq!(wrap(&long, 10).concat(), long);
+    }
+
+    /// The stroke of the first polyline inside the group with `id`.
+    fn arrow_stroke<'a>(elements: &'a [Element], id: &str) -> Option<&'a str> {
+        let group = elements.iter().position(|e| e.attr("id") == Some(id))?;
+        elements
+            .iter()
+            .find(|e| e.name == "polyline" && e.parent == Some(group))
+            .and_then(|e| e.attr("stroke"))
+    }
+
+    #[test]
+    fn arrows_take_the_colour_of_the_hop_they_lead_to() {
+        // The NodePort is behind the boundary (minikube on macOS), asked for directly.
+        let mut facts = boundary_facts();
+        facts.intent = crate::explain::Intent::NodePort;
+        let report = explain(&facts);
+        let doc = svg(&report);
+        let elements = parse(&doc).unwrap_or_else(|e| panic!("{e}\n{doc}"));
+        assert_eq!(
+            arrow_stroke(&elements, "way-node_port"),
+            Some(stroke(Status::Broken)),
+            "the arrow into the unreachable NodePort is red"
+        );
+        assert_ne!(
+            arrow_stroke(&elements, "link-nodeport-service"),
+            Some(stroke(Status::Ok)),
+            "nothing flows out of an unreachable NodePort"
+        );
+        assert!(
+            doc.contains("<title>kubeway explain svc/web --via node-port</title>"),
+            "the question asked is in the title"
+        );
+        // The target port is connected on both sides.
+        assert!(
+            elements
+                .iter()
+                .any(|e| e.attr("id") == Some("link-targetport-in"))
+        );
+        assert!(
+            elements
+                .iter()
+                .any(|e| e.attr("id") == Some("link-targetport-pods"))
+        );
+        // Every hop's words are in the picture whole.
+        let drawn = [
+            HopKind::DriverBoundary,
+            HopKind::NodePort,
+            HopKind::TargetPort,
+            HopKind::Process,
+        ];
+        for hop in report.hops.iter().filter(|h| drawn.contains(&h.kind)) {
+            for word in hop.observed.split_whitespace() {
+                assert!(
+                    doc.contains(&escape(word)),
+                    "{word:?} of {} is missing",
+                    hop.id
+                );
+            }
+        }
     }
 }

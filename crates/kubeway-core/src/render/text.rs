@@ -143,13 +143,19 @@ pub fn text(report: &PathReport, color: bool) -> String {
                 (Some(ip), None) => clean(ip),
                 (None, _) => "no address".to_string(),
             };
+            let status = pod_status(pod);
+            let mut detail = clean(&pod.detail);
+            if !pod.process_detail.is_empty() {
+                detail.push_str("; ");
+                detail.push_str(&clean(&pod.process_detail));
+            }
             let _ = writeln!(
                 out,
                 "  {} {}{}  {}",
-                p.paint(pod.status, marker(pod.status)),
+                p.paint(status, marker(status)),
                 pad(&clean(&pod.name), width),
                 pad(&addr, 22),
-                clean(&pod.detail)
+                detail
             );
         }
         if report.pods.len() > 10 {
@@ -182,16 +188,8 @@ pub fn text(report: &PathReport, color: bool) -> String {
     out.push('\n');
     let verdict = &report.verdict;
     let status = health_status(verdict.health);
-    let head = format!("{} {}", marker(status), verdict.health);
+    let head = format!("{} {}", marker(status), verdict_head(report));
     let _ = write!(out, "{}", p.paint(status, &p.bold(&head)));
-    if let Some(primary) = &verdict.primary {
-        let _ = write!(
-            out,
-            " — at {} ({} layer)",
-            clean(&primary.hop),
-            primary.layer
-        );
-    }
     out.push('\n');
     let _ = writeln!(out, "{}", clean(&verdict.summary));
     if let Some(primary) = &verdict.primary {
@@ -223,6 +221,35 @@ pub fn text(report: &PathReport, color: bool) -> String {
         );
     }
     out
+}
+
+/// A pod's mark: its own status, made worse by what its process showed.
+fn pod_status(pod: &crate::path::PodView) -> Status {
+    if pod.status == Status::Broken || pod.process == Status::Broken || pod.pod_ip == Status::Broken
+    {
+        Status::Broken
+    } else {
+        pod.status
+    }
+}
+
+/// The verdict as a phrase: `broken at the selector (Kubernetes layer)`, `healthy, with a
+/// warning about the driver boundary (driver layer)`.
+pub(crate) fn verdict_head(report: &PathReport) -> String {
+    let verdict = &report.verdict;
+    let Some(primary) = &verdict.primary else {
+        return verdict.health.as_str().to_string();
+    };
+    let hop = crate::path::HopKind::from_id(&primary.hop)
+        .map(|k| k.human().to_string())
+        .unwrap_or_else(|| primary.hop.replace('_', " "));
+    let layer = primary.layer.human();
+    match verdict.health {
+        Health::Healthy => format!("healthy, with a warning about {hop} ({layer} layer)"),
+        Health::Degraded => format!("degraded at {hop} ({layer} layer)"),
+        Health::Broken => format!("broken at {hop} ({layer} layer)"),
+        Health::Unknown => format!("unknown; a problem at {hop} ({layer} layer)"),
+    }
 }
 
 fn hop_line(p: &Painter, hop: &Hop, layer: &str, label_width: usize) -> String {

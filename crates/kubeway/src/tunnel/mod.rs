@@ -6,7 +6,7 @@
 
 mod carrier;
 mod route;
-pub mod state;
+
 mod view;
 
 use std::collections::{BTreeMap, HashSet};
@@ -29,9 +29,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::{Cli, TunnelArgs};
 use crate::lab::shutdown_signal;
-use crate::reach::Direct;
 use carrier::{Addressing, Carrier};
-use state::{Change, Journal, Opened, Record, open_state_dir};
+use kubeway_engine::journal::{Change, Journal, Kind, Opened, Record, open_state_dir};
+use kubeway_engine::reach::Direct;
 use view::{Row, View};
 
 /// One Service port listening on the host.
@@ -223,11 +223,15 @@ impl Tunnel<'_> {
         let carrier = Carrier::choose(
             &self.cluster,
             &self.direct,
-            svc,
-            port,
+            &carrier::ServicePort {
+                namespace: svc.namespace.clone(),
+                service: svc.name.clone(),
+                port: port.port,
+                node_port: port.node_port,
+            },
             self.probe_timeout,
             cancel.clone(),
-            self.notes.clone(),
+            carrier::events(self.notes.clone()),
         )
         .await
         .inspect_err(|_| cancel.cancel())?;
@@ -491,10 +495,11 @@ impl Tunnel<'_> {
         }
         let tcp = tcp_ports(svc);
         let used: HashSet<IpAddr> = self.served.values().map(|s| s.ip).collect();
-        let placement = match self.addressing.place(svc, &tcp, &used) {
+        let numbers: Vec<u16> = tcp.iter().map(|p| p.port).collect();
+        let placement = match self.addressing.place(&key, &numbers, &used) {
             Ok(p) => p,
             Err(e) => {
-                self.error(&key, &e);
+                self.error(&key, &anyhow::Error::new(e));
                 return Ok(false);
             }
         };
@@ -796,6 +801,10 @@ fn refusal_hint(f: &kubeway_kube::loadbalancer::WatchFailure, scope: &str) -> St
 async fn undo(cluster: &Cluster, change: &Change) -> Result<&'static str> {
     Ok(match change {
         Change::Address { .. } => "released",
+        Change::Hosts { file, tag } => {
+            kubeway_host::hosts::remove(file, tag)?;
+            "removed"
+        }
         Change::Route { net, via } => {
             if route::remove(*net, *via).await? {
                 "removed"
@@ -839,6 +848,7 @@ async fn undo_stale(cluster: &Cluster, view: &View, stale: Record) -> Vec<Change
                 continue;
             }
             (Change::Address { ip, .. }, Ok(r)) => (r, format!("{key}: address {ip} released")),
+            (Change::Hosts { .. }, Ok(r)) => (r, format!("{key}: kubeway's names removed")),
             (Change::Route { .. }, Ok(r)) => (
                 r,
                 if r == "removed" {
@@ -892,18 +902,19 @@ pub async fn run(cli: &Cli, args: &TunnelArgs) -> Result<()> {
             dir.path.display()
         );
     }
-    let (mut journal, stale) = match Journal::open(&dir, &cluster.server, &cluster.context)? {
-        Opened::Busy { owner } => bail!(
-            "a tunnel for context {} ({}) is already running{}: one tunnel per cluster. \
+    let (mut journal, stale) =
+        match Journal::open(&dir, Kind::Tunnel, &cluster.server, &cluster.context)? {
+            Opened::Busy { owner } => bail!(
+                "a tunnel for context {} ({}) is already running{}: one tunnel per cluster. \
              Use that one, or stop it with Ctrl-C (it takes its EXTERNAL-IPs back) and start again",
-            cluster.context,
-            cluster.server,
-            owner
-                .map(|r| format!(" (pid {})", r.owner.pid))
-                .unwrap_or_default()
-        ),
-        Opened::Locked { journal, stale } => (journal, stale),
-    };
+                cluster.context,
+                cluster.server,
+                owner
+                    .map(|r| format!(" (pid {})", r.owner.pid))
+                    .unwrap_or_default()
+            ),
+            Opened::Locked { journal, stale } => (journal, stale),
+        };
     if let Some(stale) = stale {
         let left = undo_stale(&cluster, &view, stale).await;
         journal.adopt(left)?;

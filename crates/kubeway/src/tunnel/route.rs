@@ -12,7 +12,7 @@ use kubeway_kube::servicecidr::service_cidrs;
 use kubeway_net::route::{self, Ipv4Net};
 use kubeway_net::{Probe, probe};
 
-use crate::reach::Direct;
+use kubeway_engine::reach::Direct;
 
 /// The port probed on a node to learn whether packets reach it: the kubelet's. Whether it
 /// accepts or resets, the node answered.

@@ -1,8 +1,8 @@
-//! What a `kubeway tunnel` changed, kept on disk: one tunnel per cluster (a lock file the OS
-//! releases when the process dies, however it dies), and a journal of every change written
-//! *before* the change is made, with the owner's uid, pid and process start time, so that a later
-//! run can tell a dead owner from a live one (pid reuse and zombies included) and undo what it
-//! left.
+//! What a `kubeway tunnel` or `kubeway up` changed, kept on disk: one of each per cluster (a
+//! lock file the OS releases when the process dies, however it dies), and a journal of every
+//! change written *before* the change is made, with the owner's uid, pid and process start time,
+//! so that a later run can tell a dead owner from a live one (pid reuse and zombies included)
+//! and undo what it left.
 //!
 //! The state directory belongs to the user and no one else can write to it; its files are made
 //! 0600 from the start and never through a symbolic link (`kubeway_host::files`). A journal is
@@ -16,14 +16,54 @@ use std::fs::File;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
 use kubeway_host::files::{self, FileId};
 use kubeway_net::loopback::SERVICE_NET;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// Journals are small; anything larger was not written by a tunnel.
+/// Journals are small; anything larger was not written by kubeway.
 const JOURNAL_LIMIT: u64 = 1 << 20;
+
+/// Why the state directory or a journal could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    /// The state directory or a journal file is not safe to use.
+    #[error("{what}")]
+    File {
+        /// What was being done.
+        what: String,
+        /// Why.
+        #[source]
+        source: files::FileError,
+    },
+    /// Reading, writing or locking failed.
+    #[error("{what}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// There is no state directory.
+    #[error(transparent)]
+    StateDir(#[from] kubeway_host::state::StateDirError),
+    /// A journal names what kubeway does not write, or a live process holds it.
+    #[error("{0}")]
+    Refused(String),
+    /// The journal could not be encoded.
+    #[error("encoding the journal")]
+    Encode(#[from] serde_json::Error),
+}
+
+type Result<T, E = JournalError> = std::result::Result<T, E>;
+
+fn file_err(what: &str) -> impl FnOnce(files::FileError) -> JournalError + '_ {
+    move |source| JournalError::File {
+        what: what.to_string(),
+        source,
+    }
+}
 
 /// A state directory, checked.
 #[derive(Debug, Clone)]
@@ -47,14 +87,14 @@ pub fn open_state_dir(dir: Option<&Path>) -> Result<StateDir> {
     };
     let me = kubeway_host::euid();
     if !path.exists() {
-        files::ensure_own_dir(&path).context("the tunnel's state directory")?;
+        files::ensure_own_dir(&path).map_err(file_err("the state directory"))?;
         return Ok(StateDir {
             path,
             owner: me,
             foreign: false,
         });
     }
-    let owner = files::check_private_dir(&path).context("the tunnel's state directory")?;
+    let owner = files::check_private_dir(&path).map_err(file_err("the state directory"))?;
     if owner == me || cfg!(not(unix)) {
         return Ok(StateDir {
             path,
@@ -69,12 +109,14 @@ pub fn open_state_dir(dir: Option<&Path>) -> Result<StateDir> {
             foreign: true,
         });
     }
-    Err(files::FileError::NotOwned {
-        path: path.clone(),
-        owner,
-        me,
+    Err(JournalError::File {
+        what: "the state directory".into(),
+        source: files::FileError::NotOwned {
+            path: path.clone(),
+            owner,
+            me,
+        },
     })
-    .context("the tunnel's state directory")
 }
 
 fn fnv1a(s: &str) -> u64 {
@@ -83,16 +125,36 @@ fn fnv1a(s: &str) -> u64 {
     })
 }
 
-/// The file stem of a cluster's tunnel files: readable context, plus a hash of server and
+/// Which command keeps the journal (one of each per cluster).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `kubeway tunnel`.
+    Tunnel,
+    /// `kubeway up`.
+    Up,
+}
+
+impl Kind {
+    /// The command's name, as in file names and messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Tunnel => "tunnel",
+            Kind::Up => "up",
+        }
+    }
+}
+
+/// The file stem of a cluster's files for `kind`: readable context, plus a hash of server and
 /// context (two kubeconfigs may name different clusters alike).
-pub fn cluster_key(server: &str, context: &str) -> String {
+pub fn cluster_key(kind: Kind, server: &str, context: &str) -> String {
     let slug: String = context
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
         .take(40)
         .collect();
     format!(
-        "tunnel-{slug}-{:016x}",
+        "{}-{slug}-{:016x}",
+        kind.as_str(),
         fnv1a(&format!("{server}\n{context}"))
     )
 }
@@ -160,6 +222,13 @@ pub enum Change {
         /// The node address.
         via: std::net::Ipv4Addr,
     },
+    /// A block of names in a hosts file (`up --hosts`), between marker lines carrying `tag`.
+    Hosts {
+        /// The hosts file.
+        file: PathBuf,
+        /// The block's tag.
+        tag: String,
+    },
 }
 
 impl Change {
@@ -171,6 +240,7 @@ impl Change {
             } => format!("{namespace}/{name}"),
             Change::Address { service, .. } => service.clone(),
             Change::Route { net, via } => format!("route {net} via {via}"),
+            Change::Hosts { file, .. } => format!("names in {}", file.display()),
         }
     }
 }
@@ -240,6 +310,15 @@ impl Record {
                     ));
                 }
                 Change::Address { .. } => {}
+                Change::Hosts { file, tag } => {
+                    if !file.is_absolute() || tag.is_empty() || tag.len() > 100 {
+                        return Err(format!(
+                            "{} with tag {} is not a hosts block kubeway writes",
+                            file.display(),
+                            kubeway_core::quote::quote(tag)
+                        ));
+                    }
+                }
                 Change::Ingress { ingress, .. } => {
                     for i in ingress {
                         let ip = i["ip"].as_str().and_then(|s| s.parse::<IpAddr>().ok());
@@ -280,8 +359,8 @@ pub struct TunnelStatus {
 
 /// The tunnel of `server`+`context` as its journal in `dir` describes it; None when there is
 /// no valid journal (no tunnel, or one with nothing in force).
-pub fn peek(dir: &Path, server: &str, context: &str) -> Option<TunnelStatus> {
-    let path = dir.join(format!("{}.json", cluster_key(server, context)));
+pub fn peek(dir: &Path, kind: Kind, server: &str, context: &str) -> Option<TunnelStatus> {
+    let path = dir.join(format!("{}.json", cluster_key(kind, server, context)));
     let record = read_record(&path, server, context).ok()??;
     Some(TunnelStatus {
         pid: record.owner.pid,
@@ -320,18 +399,20 @@ pub enum Opened {
 
 /// Reads and validates the journal at `path`: None when there is none.
 fn read_record(path: &Path, server: &str, context: &str) -> Result<Option<Record>> {
-    let Some((bytes, owner)) = files::read_private(path, JOURNAL_LIMIT)? else {
+    let Some((bytes, owner)) =
+        files::read_private(path, JOURNAL_LIMIT).map_err(file_err("reading the journal"))?
+    else {
         return Ok(None);
     };
     if bytes.is_empty() {
         return Ok(None);
     }
     let refuse = |why: String| {
-        anyhow::anyhow!(
-            "the tunnel journal {} was not written by a kubeway tunnel of this cluster ({why}): nothing it names is undone; \
+        JournalError::Refused(format!(
+            "the journal {} was not written by kubeway for this cluster ({why}): nothing it names is undone; \
              look at it, and remove it if you do not know where it came from",
             path.display()
-        )
+        ))
     };
     let record: Record =
         serde_json::from_slice(&bytes).map_err(|e| refuse(format!("it does not parse: {e}")))?;
@@ -341,14 +422,15 @@ fn read_record(path: &Path, server: &str, context: &str) -> Result<Option<Record
 
 impl Journal {
     /// Takes the lock for `server`+`context` in `dir` and reads what a previous tunnel left.
-    pub fn open(dir: &StateDir, server: &str, context: &str) -> Result<Opened> {
-        let key = cluster_key(server, context);
+    pub fn open(dir: &StateDir, kind: Kind, server: &str, context: &str) -> Result<Opened> {
+        let kind_name = kind.as_str();
+        let key = cluster_key(kind, server, context);
         let lock_path = dir.path.join(format!("{key}.lock"));
         let path = dir.path.join(format!("{key}.json"));
         let lock = loop {
             // Root in another user's directory takes their lock if there is one, and creates none.
             let Some(lock) = files::open_lock(&lock_path, !dir.foreign)
-                .context("opening the tunnel's lock file")?
+                .map_err(file_err("opening the lock file"))?
             else {
                 break None;
             };
@@ -359,9 +441,10 @@ impl Journal {
                         owner: read_record(&path, server, context).ok().flatten(),
                     });
                 }
-                Err(std::fs::TryLockError::Error(e)) => {
-                    return Err(e).with_context(|| {
-                        format!("locking {} (one tunnel per cluster)", lock_path.display())
+                Err(std::fs::TryLockError::Error(source)) => {
+                    return Err(JournalError::Io {
+                        what: format!("locking {} (one per cluster)", lock_path.display()),
+                        source,
                     });
                 }
             }
@@ -376,13 +459,13 @@ impl Journal {
             && r.owner.is_running()
             && r.owner.pid != std::process::id()
         {
-            bail!(
-                "the tunnel journal {} belongs to process {} which still runs, yet does not hold the lock {}: \
-                 stop that process (it undoes its changes on Ctrl-C), then run `kubeway tunnel --cleanup`",
+            return Err(JournalError::Refused(format!(
+                "the journal {} belongs to process {} which still runs, yet does not hold the lock {}: \
+                 stop that process (it undoes its changes on Ctrl-C), then run `kubeway {kind_name} --cleanup`",
                 path.display(),
                 r.owner.pid,
                 lock_path.display()
-            );
+            )));
         }
         Ok(Opened::Locked {
             journal: Journal {
@@ -415,8 +498,11 @@ impl Journal {
     fn save(&self) -> Result<()> {
         if self.record.changes.is_empty() {
             return match std::fs::remove_file(&self.path) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    Err(e).with_context(|| format!("removing {}", self.path.display()))
+                Err(source) if source.kind() != std::io::ErrorKind::NotFound => {
+                    Err(JournalError::Io {
+                        what: format!("removing {}", self.path.display()),
+                        source,
+                    })
                 }
                 _ => Ok(()),
             };
@@ -426,13 +512,15 @@ impl Journal {
             return Ok(());
         }
         files::replace(&self.path, &serde_json::to_vec_pretty(&self.record)?)
-            .context("saving the tunnel journal")
+            .map_err(file_err("saving the journal"))
     }
 
     /// Records `change` (on disk before it returns: call it before making the change).
     pub fn record(&mut self, change: Change) -> Result<()> {
         if self.foreign {
-            bail!("a tunnel working in another user's state directory only cleans up");
+            return Err(JournalError::Refused(
+                "working in another user's state directory, kubeway only cleans up".into(),
+            ));
         }
         self.record.changes.push(change);
         self.save()
@@ -543,7 +631,7 @@ mod tests {
         let t = tempfile::tempdir().expect("tempdir");
         let dir = state(&t.path().join("state"));
         let Opened::Locked { mut journal, stale } =
-            Journal::open(&dir, SERVER, "kind-kind").expect("open")
+            Journal::open(&dir, Kind::Tunnel, SERVER, "kind-kind").expect("open")
         else {
             panic!("first open locks")
         };
@@ -566,12 +654,14 @@ mod tests {
             std::fs::metadata(&dir.path).expect("dir").mode() & 0o777,
             0o700
         );
-        let Opened::Busy { owner } = Journal::open(&dir, SERVER, "kind-kind").expect("open") else {
+        let Opened::Busy { owner } =
+            Journal::open(&dir, Kind::Tunnel, SERVER, "kind-kind").expect("open")
+        else {
             panic!("a second tunnel on the same cluster is refused")
         };
         assert_eq!(owner.expect("record").owner.pid, std::process::id());
         assert!(matches!(
-            Journal::open(&dir, SERVER, "other").expect("open"),
+            Journal::open(&dir, Kind::Tunnel, SERVER, "other").expect("open"),
             Opened::Locked { .. }
         ));
         // The owner "dies": its lock goes, its journal stays, with a start time that no longer
@@ -580,7 +670,8 @@ mod tests {
         rec.owner.start_time = Some("1".into());
         files::replace(journal.path(), &serde_json::to_vec(&rec).expect("json")).expect("write");
         drop(journal);
-        let Opened::Locked { stale, .. } = Journal::open(&dir, SERVER, "kind-kind").expect("open")
+        let Opened::Locked { stale, .. } =
+            Journal::open(&dir, Kind::Tunnel, SERVER, "kind-kind").expect("open")
         else {
             panic!("the dead owner's lock is free")
         };
@@ -604,9 +695,10 @@ mod tests {
     fn a_forged_journal_is_refused_before_anything_is_undone() {
         let t = tempfile::tempdir().expect("tempdir");
         let dir = state(&t.path().join("state"));
-        let path = dir
-            .path
-            .join(format!("{}.json", cluster_key(SERVER, "kind-kind")));
+        let path = dir.path.join(format!(
+            "{}.json",
+            cluster_key(Kind::Tunnel, SERVER, "kind-kind")
+        ));
         let forged =
             |changes: Vec<Change>| serde_json::to_vec(&dead_record(changes)).expect("json");
         let default_route = Change::Route {
@@ -633,7 +725,7 @@ mod tests {
             ("garbage", b"{\"kind\":\"route\"}".to_vec()),
         ] {
             files::replace(&path, &bytes).expect("plant");
-            let e = Journal::open(&dir, SERVER, "kind-kind")
+            let e = Journal::open(&dir, Kind::Tunnel, SERVER, "kind-kind")
                 .err()
                 .unwrap_or_else(|| panic!("{what}: accepted"));
             assert!(
@@ -645,7 +737,7 @@ mod tests {
         let mut other = dead_record(vec![]);
         other.server = "https://10.0.0.1:6443".into();
         files::replace(&path, &serde_json::to_vec(&other).expect("json")).expect("plant");
-        assert!(Journal::open(&dir, SERVER, "kind-kind").is_err());
+        assert!(Journal::open(&dir, Kind::Tunnel, SERVER, "kind-kind").is_err());
         // What a tunnel does write passes.
         let good = dead_record(vec![
             Change::Route {
@@ -670,7 +762,8 @@ mod tests {
             },
         ]);
         files::replace(&path, &serde_json::to_vec(&good).expect("json")).expect("write");
-        let Opened::Locked { stale, .. } = Journal::open(&dir, SERVER, "kind-kind").expect("valid")
+        let Opened::Locked { stale, .. } =
+            Journal::open(&dir, Kind::Tunnel, SERVER, "kind-kind").expect("valid")
         else {
             panic!("locks")
         };
@@ -681,12 +774,12 @@ mod tests {
     fn a_journal_that_is_a_symlink_or_a_shared_state_dir_is_refused() {
         let t = tempfile::tempdir().expect("tempdir");
         let dir = state(&t.path().join("state"));
-        let key = cluster_key(SERVER, "kind-kind");
+        let key = cluster_key(Kind::Tunnel, SERVER, "kind-kind");
         let elsewhere = t.path().join("elsewhere.json");
         std::fs::write(&elsewhere, b"{}").expect("write");
         std::os::unix::fs::symlink(&elsewhere, dir.path.join(format!("{key}.json")))
             .expect("symlink");
-        let e = Journal::open(&dir, SERVER, "kind-kind")
+        let e = Journal::open(&dir, Kind::Tunnel, SERVER, "kind-kind")
             .err()
             .expect("refused");
         assert!(format!("{e:#}").contains("symbolic link"), "{e:#}");
@@ -694,7 +787,7 @@ mod tests {
         std::fs::remove_file(dir.path.join(format!("{key}.lock"))).expect("rm");
         std::os::unix::fs::symlink(&elsewhere, dir.path.join(format!("{key}.lock")))
             .expect("symlink");
-        let e = Journal::open(&dir, SERVER, "kind-kind")
+        let e = Journal::open(&dir, Kind::Tunnel, SERVER, "kind-kind")
             .err()
             .expect("refused");
         assert!(format!("{e:#}").contains("symbolic link"), "{e:#}");
