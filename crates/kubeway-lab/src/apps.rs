@@ -126,6 +126,8 @@ pub enum Step {
     Echo(String),
     /// Waits (None: forever).
     Sleep(Option<Duration>),
+    /// Writes the time, as `date` does.
+    Date,
     /// Runs the steps again and again.
     Forever(Vec<Step>),
     /// Ends with this exit code.
@@ -467,7 +469,7 @@ fn compile(stmts: &[String], env: &BTreeMap<String, String>, host: &str) -> Vec<
             },
             "exit" => steps.push(Step::Exit(rest.trim().parse().unwrap_or(0))),
             "true" | ":" | "trap" | "set" | "export" | "cd" => {}
-            "date" => steps.push(Step::Echo("\u{0}date".into())),
+            "date" => steps.push(Step::Date),
             "hostname" => steps.push(Step::Echo(host.to_string())),
             "tail" if rest.contains("-f") => steps.push(Step::Sleep(None)),
             "env" | "printenv" => {
@@ -706,7 +708,7 @@ fn run_steps<'a>(
     Box::pin(async move {
         for s in steps {
             match s {
-                Step::Echo(t) if t == "\u{0}date" => log.line(
+                Step::Date => log.line(
                     jiff::Zoned::now()
                         .with_time_zone(jiff::tz::TimeZone::UTC)
                         .strftime("%a %b %e %H:%M:%S UTC %Y")
@@ -717,7 +719,7 @@ fn run_steps<'a>(
                 Step::Sleep(None) => std::future::pending::<()>().await,
                 Step::Exit(c) => return Some(*c),
                 Step::Forever(body) => {
-                    if body.iter().all(|b| matches!(b, Step::Echo(_))) {
+                    if body.iter().all(|b| matches!(b, Step::Echo(_) | Step::Date)) {
                         // A loop that never waits would spin; a real one would flood the log.
                         // Pace it at one round a second.
                         loop {

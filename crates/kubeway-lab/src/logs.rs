@@ -170,20 +170,20 @@ pub fn respond(log: LogSink, lq: LogQuery) -> Response<Body> {
         let skip = lines.len().saturating_sub(n);
         lines.drain(..skip);
     }
+    // limitBytes counts bytes, as the kubelet does (a cut may fall inside a character).
     let mut budget = lq.limit_bytes.unwrap_or(usize::MAX);
-    let mut first = String::new();
+    let mut take = move |r: String| -> Bytes {
+        let mut b = r.into_bytes();
+        b.truncate(budget);
+        budget -= b.len();
+        Bytes::from(b)
+    };
+    let mut first = Vec::new();
     for l in &lines {
-        let r = render(l, lq.timestamps);
-        if r.len() > budget {
-            first.push_str(&r[..budget]);
-            budget = 0;
-            break;
-        }
-        budget -= r.len();
-        first.push_str(&r);
+        first.extend_from_slice(&take(render(l, lq.timestamps)));
     }
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(64);
-    let follow = lq.follow && budget > 0;
+    let follow = lq.follow && lq.limit_bytes.is_none_or(|l| first.len() < l);
     tokio::spawn(async move {
         if !first.is_empty() && tx.send(Ok(Frame::data(Bytes::from(first)))).await.is_err() {
             return;
@@ -197,15 +197,9 @@ pub fn respond(log: LogSink, lq: LogQuery) -> Response<Body> {
             let (more, after) = log.since(at);
             at = after;
             for l in &more {
-                let r = render(l, lq.timestamps);
-                let cut = r.len().min(budget);
-                budget -= cut;
-                if tx
-                    .send(Ok(Frame::data(Bytes::from(r[..cut].to_string()))))
-                    .await
-                    .is_err()
-                    || budget == 0
-                {
+                let chunk = take(render(l, lq.timestamps));
+                let done = chunk.is_empty();
+                if done || tx.send(Ok(Frame::data(chunk))).await.is_err() {
                     return;
                 }
             }
@@ -233,6 +227,23 @@ pub fn respond(log: LogSink, lq: LogQuery) -> Response<Body> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn limit_bytes_cuts_bytes_even_inside_a_character() {
+        let log = LogBuf::new();
+        log.line("µs µs");
+        let lq = LogQuery {
+            limit_bytes: Some(3),
+            ..Default::default()
+        };
+        let body = respond(log, lq)
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        assert_eq!(&body[..], &"µs µs".as_bytes()[..3]);
+    }
 
     #[test]
     fn lines_are_kept_and_dropped_past_the_cap() {
