@@ -615,11 +615,6 @@ pub fn validate(cli: &Cli) -> Result<()> {
             for name in &a.services {
                 Target::parse(name, TargetKind::Service).context("reading a service name")?;
             }
-            if a.http_port == Some(0) {
-                bail!(
-                    "--http-port 0: name the port the front door listens on, e.g. --http-port 8000"
-                );
-            }
             if a.cluster_domain.is_empty()
                 || !a
                     .cluster_domain
