@@ -22,7 +22,7 @@ use crate::router::{DialError, Router};
 /// What the client sent is kept for a replay up to this size, until the app answers.
 pub const REPLAY_LIMIT: usize = 256 * 1024;
 /// Endpoints tried per connection, the first included.
-const MAX_ATTEMPTS: usize = 3;
+const MAX_ATTEMPTS: usize = 5;
 
 type Redial = Pin<Box<dyn Future<Output = Result<(Endpoint, PfStream), DialError>> + Send>>;
 

@@ -21,6 +21,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// How long a new connection waits for a ready endpoint before it fails.
 pub const WAIT_FOR_ENDPOINT: Duration = Duration::from_secs(30);
+/// How long a connection every ready endpoint refused waits for the endpoints to change.
+const CATCH_UP: Duration = Duration::from_secs(2);
 
 /// How a router dials and carries.
 #[derive(Debug, Clone)]
@@ -232,6 +234,26 @@ impl Router {
                     .unwrap_or_else(|| "no ready endpoint".into());
                 return Err(DialError::NoEndpoint { why });
             };
+            let mut ready = ready;
+            if !skipped.is_empty() && ready.iter().all(|e| skipped.contains(&e.pod)) {
+                // Every ready endpoint has refused: the watch may lag behind a roll-out (the
+                // endpoints stopping are still listed). Give it a moment to catch up.
+                let mut rx = self.backends.clone();
+                let index = self.index;
+                let _ = tokio::time::timeout(CATCH_UP, async {
+                    while rx.changed().await.is_ok() {
+                        let now = rx.borrow_and_update().port(index).ready.clone();
+                        if now.iter().any(|e| !skipped.contains(&e.pod)) {
+                            return;
+                        }
+                    }
+                })
+                .await;
+                let now = self.ready();
+                if !now.is_empty() {
+                    ready = now;
+                }
+            }
             let fresh: Vec<&Endpoint> =
                 ready.iter().filter(|e| !skipped.contains(&e.pod)).collect();
             let pick: Vec<&Endpoint> = if fresh.is_empty() {

@@ -68,7 +68,8 @@ pub enum PodFate {
 
 impl PodFate {
     /// Whether a connection to this pod that ends now can have been cut by the pod being
-    /// killed: it is gone, or its grace period is over.
+    /// killed: its grace period is over (a pod that left the API before its deadline exited by
+    /// itself, its connections finished), or it is gone with no deadline known.
     pub fn killed_by(&self, now: SystemTime) -> bool {
         match self {
             PodFate::Gone => true,
@@ -90,6 +91,10 @@ pub struct BackendSet {
     pub pods: BTreeMap<String, Option<SystemTime>>,
     /// Whether `pods` is authoritative.
     pub pods_watched: bool,
+    /// Pods deleted from the API lately, with the end of their grace period (their
+    /// `deletionTimestamp`, else when the deletion was seen): the kubelet kills what is left
+    /// of them at that time, not before.
+    pub gone: BTreeMap<String, SystemTime>,
     /// The API server could not be watched: the error, while the trouble lasts.
     pub api_error: Option<String>,
     /// A single-pod target was deleted: what would have survived.
@@ -112,7 +117,12 @@ impl BackendSet {
             return PodFate::Unknown;
         }
         match self.pods.get(pod) {
-            None => PodFate::Gone,
+            None => match self.gone.get(pod) {
+                Some(deadline) => PodFate::Terminating {
+                    deadline: *deadline,
+                },
+                None => PodFate::Gone,
+            },
             Some(None) => PodFate::Running,
             Some(Some(deadline)) => PodFate::Terminating {
                 deadline: *deadline,
@@ -615,10 +625,12 @@ pub async fn watch_target(
         slices: slice_watch.as_ref().map(|_| slice_store),
         pods: pod_watch.as_ref().map(|_| pod_store),
     };
+    let gone_pods: Arc<std::sync::Mutex<BTreeMap<String, SystemTime>>> = Arc::default();
     let slices_synced = Arc::new(AtomicBool::new(slice_watch.is_none()));
     let pods_synced = Arc::new(AtomicBool::new(pod_watch.is_none()));
     let publish = {
         let (tx, stores, compute) = (tx.clone(), stores.clone(), compute.clone());
+        let gone_pods = gone_pods.clone();
         let (slices_synced, pods_synced) = (slices_synced.clone(), pods_synced.clone());
         move || {
             let synced = slices_synced.load(Ordering::SeqCst) && pods_synced.load(Ordering::SeqCst);
@@ -634,12 +646,17 @@ pub async fn watch_target(
                 }
             }
             let pods = stores.pods.as_ref().map(pod_fates).unwrap_or_default();
+            let gone = gone_pods
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone();
             tx.send_if_modified(|cur| {
                 let next = BackendSet {
                     synced,
                     ports,
                     pods,
                     pods_watched: stores.pods.is_some(),
+                    gone,
                     api_error: cur.api_error.clone(),
                     pod_gone: if synced { pod_gone } else { None },
                 };
@@ -666,6 +683,7 @@ pub async fn watch_target(
             ),
             tx.clone(),
             publish.clone(),
+            None,
             cancel.clone(),
         );
     }
@@ -678,6 +696,23 @@ pub async fn watch_target(
             format!("pods of {} in namespace {ns}", target),
             tx.clone(),
             publish.clone(),
+            Some(Arc::new(move |p: &Pod| {
+                let Some(name) = p.metadata.name.clone() else {
+                    return;
+                };
+                let deadline = deadline(p).unwrap_or_else(SystemTime::now);
+                let mut gone = gone_pods
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                // Keep the last few hundred: enough for any roll-out in progress.
+                if gone.len() >= 512
+                    && let Some(oldest) =
+                        gone.iter().min_by_key(|(_, t)| **t).map(|(n, _)| n.clone())
+                {
+                    gone.remove(&oldest);
+                }
+                gone.insert(name, deadline);
+            })),
             cancel.clone(),
         );
     }
@@ -763,6 +798,9 @@ pub fn describe_watch_failure(what: &str, status: Option<u16>, error: &str) -> S
     }
 }
 
+/// Called with each object a watch reports deleted.
+type OnDelete<K> = Arc<dyn Fn(&K) + Send + Sync>;
+
 #[allow(clippy::too_many_arguments)]
 fn run_watch<K: Watched>(
     api: Api<K>,
@@ -772,6 +810,7 @@ fn run_watch<K: Watched>(
     what: String,
     tx: Arc<watch::Sender<BackendSet>>,
     publish: Arc<dyn Fn() -> bool + Send + Sync>,
+    on_delete: Option<OnDelete<K>>,
     cancel: CancellationToken,
 ) {
     let probe = api.clone();
@@ -796,7 +835,10 @@ fn run_watch<K: Watched>(
             let Some(item) = item else { return };
             match item {
                 Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => {}
-                Ok(_) => {
+                Ok(event) => {
+                    if let (watcher::Event::Delete(obj), Some(f)) = (&event, &on_delete) {
+                        f(obj);
+                    }
                     synced.store(true, Ordering::SeqCst);
                     if failing {
                         failing = false;
