@@ -951,6 +951,33 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_pod_is_killed_only_once_its_grace_period_is_over() {
+        let now = SystemTime::now();
+        let later = now + std::time::Duration::from_secs(30);
+        let earlier = now - std::time::Duration::from_secs(1);
+        let mut set = BackendSet {
+            pods_watched: true,
+            ..BackendSet::default()
+        };
+        set.pods.insert("running".into(), None);
+        set.pods.insert("draining".into(), Some(later));
+        set.pods.insert("overdue".into(), Some(earlier));
+        set.gone.insert("exited-early".into(), later);
+        set.gone.insert("killed".into(), earlier);
+        assert!(!set.fate("running").killed_by(now));
+        assert!(!set.fate("draining").killed_by(now), "still within its grace");
+        assert!(set.fate("overdue").killed_by(now));
+        assert!(
+            !set.fate("exited-early").killed_by(now),
+            "left the API before its deadline: it exited by itself"
+        );
+        assert!(set.fate("killed").killed_by(now));
+        assert!(set.fate("never-seen").killed_by(now), "gone, no deadline known");
+        set.pods_watched = false;
+        assert_eq!(set.fate("anything"), PodFate::Unknown);
+    }
+
+    #[test]
     fn closest_names() {
         let known = vec!["web".to_string(), "echo".to_string(), "web-lb".to_string()];
         assert_eq!(closest("wbe", &known).as_deref(), Some("web"));
