@@ -965,14 +965,20 @@ mod tests {
         set.gone.insert("exited-early".into(), later);
         set.gone.insert("killed".into(), earlier);
         assert!(!set.fate("running").killed_by(now));
-        assert!(!set.fate("draining").killed_by(now), "still within its grace");
+        assert!(
+            !set.fate("draining").killed_by(now),
+            "still within its grace"
+        );
         assert!(set.fate("overdue").killed_by(now));
         assert!(
             !set.fate("exited-early").killed_by(now),
             "left the API before its deadline: it exited by itself"
         );
         assert!(set.fate("killed").killed_by(now));
-        assert!(set.fate("never-seen").killed_by(now), "gone, no deadline known");
+        assert!(
+            set.fate("never-seen").killed_by(now),
+            "gone, no deadline known"
+        );
         set.pods_watched = false;
         assert_eq!(set.fate("anything"), PodFate::Unknown);
     }
